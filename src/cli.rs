@@ -1,0 +1,140 @@
+//! The command line, as clap derive definitions only: help text, flags and verbs.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+const ABOUT: &str = "Install and operate Paperclip on your own Kubernetes cluster";
+
+const LONG_ABOUT: &str = "\
+Install and operate Paperclip (the AI-agent orchestrator: a Node server on port 3100 with \
+PostgreSQL) on your own Kubernetes cluster.
+
+Everything an install does comes from a profile: a built-in one (`default`, `frank`) or a YAML \
+file of your own, adjusted with --set. Rendering is checked against the lessons of running \
+Paperclip by hand: ReadWriteOnce volumes need the Recreate strategy, optional Secrets must be \
+loaded as optional, probes must survive private mode's Host check, images must be pinned.";
+
+const AFTER_HELP: &str = "\
+Examples:
+  paperclipctl plan --profile frank              what an install of the frank profile would do
+  paperclipctl plan -p frank -o yaml | kubectl apply --server-side -f -
+  paperclipctl install --profile ./mine.yaml --set app.service.port=8080 --dry-run
+  paperclipctl profile show --profile frank      every value the profile resolves to
+
+Exit codes: 0 success, 1 failure, 2 invalid input (flags, profile, --set), 3 blocking findings.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "paperclipctl",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = AFTER_HELP,
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every verb accepts.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Kubeconfig file to use
+    #[arg(long, global = true, env = "KUBECONFIG", value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Kubeconfig context to use (default: the current context)
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+
+    /// Namespace to install into (overrides the profile's `namespace`)
+    #[arg(short = 'n', long, global = true, value_name = "NAME")]
+    pub namespace: Option<String>,
+
+    /// Built-in profile name or path to a profile YAML file
+    #[arg(
+        short = 'p',
+        long,
+        global = true,
+        env = "PAPERCLIPCTL_PROFILE",
+        default_value = "default",
+        value_name = "NAME|PATH"
+    )]
+    pub profile: String,
+
+    /// Override one profile value, e.g. --set app.service.port=8080 (repeatable; the value is
+    /// read as YAML, lists are indexed as `secrets.externalSecrets[0].optional`)
+    #[arg(long = "set", global = true, value_name = "PATH=VALUE", action = ArgAction::Append)]
+    pub sets: Vec<String>,
+
+    /// Output format
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+
+    /// Answer yes to every confirmation (never prompt)
+    #[arg(short = 'y', long, global = true)]
+    pub yes: bool,
+
+    /// Do not use colors (also when NO_COLOR is set)
+    #[arg(long, global = true)]
+    pub no_color: bool,
+
+    /// Say more (repeat for even more)
+    #[arg(short = 'v', long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Say only what is asked for, and errors
+    #[arg(short = 'q', long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// For people
+    Text,
+    /// Kubernetes manifests (plan) or the resolved profile (profile show)
+    Yaml,
+    /// One stable JSON document, for scripts
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Install Paperclip on the cluster (this build plans only: use --dry-run)
+    #[command(after_help = "With --dry-run, the same as `paperclipctl plan`.")]
+    Install(InstallArgs),
+
+    /// Show what an install would do: preflight checks, waves, objects and findings
+    #[command(
+        long_about = "Render the release from the profile and show what an install would do, \
+                      without touching anything: the preflight checks a real run performs, the \
+                      ordered waves with every object, and what the lints found.\n\n\
+                      --output yaml prints the manifests as a multi-document stream that \
+                      `kubectl apply --server-side -f -` accepts; --output json prints one stable \
+                      document. Secrets are always rendered without values."
+    )]
+    Plan,
+
+    /// Inspect profiles
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// Render and print the plan without touching the cluster
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Print the profile with every default and --set applied
+    Show,
+    /// List the built-in profiles
+    List,
+}

@@ -1,0 +1,198 @@
+//! `paperclipctl plan` (and `install --dry-run`): render, lint and show, touching nothing.
+
+use serde::Serialize;
+
+use super::install;
+use crate::cli::{Global, Output};
+use crate::error::{Error, Result};
+use crate::plan::Plan;
+use crate::preflight::{self, Check};
+use crate::profile::Loaded;
+use crate::render::lint::{Finding, Severity};
+use crate::render::{self, Object, Release};
+use crate::ui::Ui;
+
+/// Everything a plan shows: the profile, its rendered release and the checks a run would do.
+pub struct Planned {
+    pub loaded: Loaded,
+    pub release: Release,
+    pub checks: Vec<Check>,
+}
+
+pub fn run(global: &Global, ui: &Ui) -> Result<()> {
+    let loaded = super::load_profile(global)?;
+    let release = render::render(&loaded.profile);
+    let checks = preflight::planned(&loaded.profile);
+    let planned = Planned {
+        loaded,
+        release,
+        checks,
+    };
+    let plan = install::plan(&planned);
+    let errors = planned
+        .release
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
+    match ui.output {
+        Output::Text => ui.print(&text(ui, &planned, &plan))?,
+        Output::Json => {
+            ui.print(&(serde_json::to_string_pretty(&document(&planned, &plan))? + "\n"))?
+        }
+        Output::Yaml => {
+            note_findings(ui, &planned.release.findings);
+            // Manifests with a blocking finding must not reach a `| kubectl apply` pipeline.
+            if errors == 0 {
+                ui.print(&manifests(&planned.release)?)?;
+            }
+        }
+    }
+    if errors > 0 {
+        return Err(Error::Lint { count: errors });
+    }
+    Ok(())
+}
+
+/// The manifests as one multi-document YAML stream, wave by wave.
+pub fn manifests(release: &Release) -> Result<String> {
+    let mut out = String::new();
+    for object in release.objects() {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml_ng::to_string(object)?);
+    }
+    Ok(out)
+}
+
+fn note_findings(ui: &Ui, findings: &[Finding]) {
+    for f in findings {
+        ui.note(&finding_line(ui, f));
+    }
+}
+
+fn finding_line(ui: &Ui, f: &Finding) -> String {
+    let label = match f.severity {
+        Severity::Error => ui.error("error"),
+        Severity::Warning => ui.warning("warning"),
+    };
+    format!(
+        "{label}[{}] {}: {}\n  help: {}",
+        f.code, f.object, f.message, f.help
+    )
+}
+
+fn text(ui: &Ui, planned: &Planned, plan: &Plan) -> String {
+    let Planned {
+        loaded, release, ..
+    } = planned;
+    let mut out = String::new();
+    let origin = if loaded.overrides.is_empty() {
+        loaded.origin.clone()
+    } else {
+        format!("{} with {}", loaded.origin, loaded.overrides.join(" "))
+    };
+    out.push_str(&ui.heading(&format!(
+        "Plan: install profile {} ({origin}) into namespace {}\n",
+        loaded.profile.name, release.namespace
+    )));
+    out.push_str(&format!("\n{}\n", ui.heading("Steps:")));
+    for (i, step) in plan.steps.iter().enumerate() {
+        out.push_str(&format!("  {}. {}\n", i + 1, ui.heading(&step.title)));
+        for line in &step.dry_run {
+            let line = match line.strip_prefix("apply ") {
+                Some(object) => format!("{} {object}", ui.added("+")),
+                None => line.clone(),
+            };
+            out.push_str(&format!("       {line}\n"));
+        }
+    }
+    if !release.findings.is_empty() {
+        out.push_str(&format!("\n{}\n", ui.heading("Findings:")));
+        for f in &release.findings {
+            out.push_str(&format!(
+                "  {}\n",
+                finding_line(ui, f).replace('\n', "\n  ")
+            ));
+        }
+    }
+    out.push_str(&format!("\n{}\n", ui.dim("Dry run: nothing was changed.")));
+    out
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Document<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    profile: ProfileRef<'a>,
+    namespace: &'a str,
+    preflight: &'a [Check],
+    steps: &'a [crate::plan::Step],
+    waves: Vec<WaveDocument<'a>>,
+    findings: &'a [Finding],
+}
+
+#[derive(Serialize)]
+struct ProfileRef<'a> {
+    name: &'a str,
+    origin: &'a str,
+    overrides: &'a [String],
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WaveDocument<'a> {
+    wave: u8,
+    title: &'a str,
+    wait_for: &'a [String],
+    objects: Vec<ObjectDocument<'a>>,
+}
+
+#[derive(Serialize)]
+struct ObjectDocument<'a> {
+    kind: &'a str,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<&'a str>,
+    manifest: &'a Object,
+}
+
+fn document<'a>(planned: &'a Planned, plan: &'a Plan) -> Document<'a> {
+    let Planned {
+        loaded,
+        release,
+        checks,
+    } = planned;
+    Document {
+        api_version: "paperclipctl.io/v1alpha1",
+        kind: "Plan",
+        profile: ProfileRef {
+            name: &loaded.profile.name,
+            origin: &loaded.origin,
+            overrides: &loaded.overrides,
+        },
+        namespace: &release.namespace,
+        preflight: checks,
+        steps: &plan.steps,
+        waves: release
+            .waves
+            .iter()
+            .map(|w| WaveDocument {
+                wave: w.number,
+                title: w.title,
+                wait_for: &w.wait_for,
+                objects: w
+                    .objects
+                    .iter()
+                    .map(|o| ObjectDocument {
+                        kind: o.kind(),
+                        name: o.name(),
+                        namespace: o.namespace(),
+                        manifest: o,
+                    })
+                    .collect(),
+            })
+            .collect(),
+        findings: &release.findings,
+    }
+}

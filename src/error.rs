@@ -1,0 +1,77 @@
+//! The errors a command can end with, each mapped to a documented exit code.
+
+use miette::Diagnostic;
+
+use crate::profile::ProfileError;
+
+/// Exit codes (documented in the README).
+pub mod exit {
+    pub const OK: u8 = 0;
+    /// The operation failed (I/O, output, or anything not the user's input).
+    pub const FAILURE: u8 = 1;
+    /// Bad input: command line, profile file, `--set`.
+    pub const INVALID_INPUT: u8 = 2;
+    /// The rendered release has blocking findings (lint errors).
+    pub const LINT: u8 = 3;
+}
+
+#[derive(Debug, thiserror::Error, Diagnostic)]
+pub enum Error {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Profile(#[from] ProfileError),
+
+    #[error("{message}")]
+    #[diagnostic(code(paperclipctl::usage))]
+    Usage {
+        message: String,
+        #[help]
+        help: Option<String>,
+    },
+
+    #[error("the rendered release has {count} blocking finding(s); nothing was applied")]
+    #[diagnostic(
+        code(paperclipctl::lint),
+        help("fix the profile fields named above and run the command again")
+    )]
+    Lint { count: usize },
+
+    #[error("cannot write the output: {0}")]
+    #[diagnostic(code(paperclipctl::output))]
+    Output(#[from] std::io::Error),
+
+    #[error("cannot serialize the output: {0}")]
+    #[diagnostic(code(paperclipctl::output))]
+    Serialize(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Profile(_) | Error::Usage { .. } => exit::INVALID_INPUT,
+            Error::Lint { .. } => exit::LINT,
+            Error::Output(_) | Error::Serialize(_) => exit::FAILURE,
+        }
+    }
+
+    pub fn usage(message: impl Into<String>, help: impl Into<String>) -> Self {
+        Error::Usage {
+            message: message.into(),
+            help: Some(help.into()),
+        }
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::Serialize(e.to_string())
+    }
+}
+
+impl From<serde_yaml_ng::Error> for Error {
+    fn from(e: serde_yaml_ng::Error) -> Self {
+        Error::Serialize(e.to_string())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,22 @@
+//! paperclipctl: install and operate Paperclip on your own Kubernetes cluster.
+//!
+//! The binary is a thin shell over this library: `cli` parses, `commands` build plans,
+//! `profile` loads and checks, `render` turns a profile into objects, `preflight` lists what must
+//! hold on the cluster, and `ui` prints.
+
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod plan;
+pub mod preflight;
+pub mod profile;
+pub mod render;
+pub mod ui;
+
+pub use error::{Error, Result};
+
+/// Runs the parsed command line.
+pub fn run(cli: cli::Cli) -> Result<()> {
+    let ui = ui::Ui::new(&cli.global);
+    commands::run(&cli, &ui)
+}

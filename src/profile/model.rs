@@ -1,0 +1,510 @@
+//! The profile: every choice an install makes, as one typed, validated document.
+//!
+//! Defaults here describe a generic cluster (ClusterIP services, the default storage class, no
+//! node pinning); `profiles/*.yaml` override them. Unknown keys are rejected everywhere so a typo
+//! is an error instead of a silently ignored setting.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::types::{
+    DnsLabel, DnsSubdomain, EnvName, GoDuration, HttpUrl, ImageRef, IpAddress, PortRange, Quantity,
+};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Profile {
+    /// A name for humans and the release record.
+    pub name: String,
+    #[serde(default = "defaults::namespace")]
+    pub namespace: DnsLabel,
+    #[serde(default)]
+    pub storage: Storage,
+    #[serde(default)]
+    pub app: App,
+    #[serde(default)]
+    pub database: Database,
+    /// The SSH-able shell sidecar; absent means no sidecar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<Shell>,
+    #[serde(default)]
+    pub secrets: Secrets,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Storage {
+    /// The storage class of every volume; absent means the cluster's default class.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class_name: Option<DnsSubdomain>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct App {
+    pub image: ImageRef,
+    /// The URL users open; its host is allow-listed in private mode.
+    pub public_url: HttpUrl,
+    /// Extra host names private mode answers to (besides the public URL's host and localhost).
+    pub allowed_hostnames: Vec<String>,
+    pub deployment_mode: DeploymentMode,
+    pub exposure: Exposure,
+    pub strategy: Strategy,
+    pub resources: Resources,
+    pub persistence: Volume,
+    pub service: Service,
+    pub probes: Probes,
+    pub placement: Placement,
+    /// Secrets the app container loads with envFrom. Absent: every ExternalSecret of the profile,
+    /// optional exactly when the ExternalSecret is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env_from: Option<Vec<EnvFromSecret>>,
+    /// Plain (non-secret) environment variables added to the app container.
+    pub env: BTreeMap<EnvName, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentMode {
+    Authenticated,
+    LocalTrusted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Exposure {
+    Private,
+    Public,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Strategy {
+    Recreate,
+    RollingUpdate,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Resources {
+    pub requests: ResourceList,
+    pub limits: ResourceList,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ResourceList {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Quantity>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Quantity>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Volume {
+    pub size: Quantity,
+    #[serde(default = "defaults::access_mode")]
+    pub access_mode: AccessMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AccessMode {
+    ReadWriteOnce,
+    ReadWriteOncePod,
+    ReadWriteMany,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Service {
+    #[serde(rename = "type")]
+    pub kind: ServiceType,
+    /// A fixed address for a LoadBalancer Service (MetalLB / Cilium LB-IPAM honour it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_balancer_ip: Option<IpAddress>,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServiceType {
+    ClusterIP,
+    NodePort,
+    LoadBalancer,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Probes {
+    pub readiness: Probe,
+    pub liveness: Probe,
+}
+
+/// A probe against the app's port. Private mode answers 403 to any Host it does not know, and the
+/// kubelet sends the pod IP as Host, so an HTTP probe must name an allow-listed `host`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Probe {
+    #[serde(rename = "type")]
+    pub kind: ProbeType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeType {
+    Http,
+    Tcp,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Placement {
+    pub node_selector: BTreeMap<String, String>,
+    pub tolerations: Vec<Toleration>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Toleration {
+    pub key: String,
+    #[serde(default = "defaults::toleration_operator")]
+    pub operator: TolerationOperator,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<TaintEffect>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TolerationOperator {
+    Exists,
+    Equal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaintEffect {
+    NoSchedule,
+    PreferNoSchedule,
+    NoExecute,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvFromSecret {
+    pub secret: DnsSubdomain,
+    #[serde(default)]
+    pub optional: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Database {
+    pub flavor: DatabaseFlavor,
+    pub image: ImageRef,
+    pub user: DnsLabel,
+    pub database: DnsLabel,
+    pub persistence: Volume,
+    pub resources: Resources,
+    pub placement: Placement,
+    /// A postgres-exporter sidecar; absent means none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<Metrics>,
+}
+
+/// Which image family runs the database: they differ in environment names, data path and uid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseFlavor {
+    /// The official `postgres` image.
+    Official,
+    /// Bitnami's image (Docker Hub tags are gone; use a mirror such as bitnamilegacy).
+    Bitnami,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Metrics {
+    /// Take it from the same registry as the database: Bitnami's exporter tags are gone too.
+    pub image: ImageRef,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Shell {
+    /// The sidecar image (`paperclipctl image push` prints it); there is no public default.
+    pub image: ImageRef,
+    #[serde(default = "defaults::shell_home")]
+    pub home: Volume,
+    #[serde(default = "defaults::shell_resources")]
+    pub resources: Resources,
+    #[serde(default)]
+    pub service: ShellService,
+    /// SSH public keys allowed to log in as `agent` (public keys: not secret, but kept in a
+    /// Secret like the rest of the credentials).
+    #[serde(default)]
+    pub authorized_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ShellService {
+    #[serde(rename = "type")]
+    pub kind: ServiceType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_balancer_ip: Option<IpAddress>,
+    pub ssh_port: u16,
+    /// UDP ports published for mosh on the same Service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mosh_ports: Option<PortRange>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Secrets {
+    pub store: SecretStore,
+    pub refresh_interval: GoDuration,
+    pub external_secrets: Vec<ExternalSecret>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct SecretStore {
+    pub kind: StoreKind,
+    pub name: DnsSubdomain,
+    pub host_api: HttpUrl,
+    pub project_slug: String,
+    pub environment_slug: String,
+    pub secrets_path: String,
+    pub credentials: StoreCredentials,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StoreKind {
+    SecretStore,
+    ClusterSecretStore,
+}
+
+/// Where the store finds Infisical's universal-auth machine identity (a Secret we never print).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct StoreCredentials {
+    pub secret_name: DnsSubdomain,
+    /// Namespace of that Secret; needed for a ClusterSecretStore, defaults to the release's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<DnsLabel>,
+    pub client_id_key: EnvName,
+    pub client_secret_key: EnvName,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExternalSecret {
+    pub name: DnsSubdomain,
+    /// An optional Secret may be absent: the app loads it with `optional: true`.
+    #[serde(default)]
+    pub optional: bool,
+    pub keys: Vec<SecretKey>,
+    /// Static, non-secret values merged into the same Secret (e.g. a base URL).
+    #[serde(default, rename = "static", skip_serializing_if = "BTreeMap::is_empty")]
+    pub static_values: BTreeMap<EnvName, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretKey {
+    /// The key's name in Infisical.
+    pub remote: EnvName,
+    /// The key's name in the Kubernetes Secret (the variable the app sees); defaults to `remote`.
+    #[serde(default, rename = "as", skip_serializing_if = "Option::is_none")]
+    pub target: Option<EnvName>,
+    /// paperclipctl generates a random value when Infisical has none (e.g. BETTER_AUTH_SECRET).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub generate: bool,
+}
+
+impl SecretKey {
+    pub fn target(&self) -> &EnvName {
+        self.target.as_ref().unwrap_or(&self.remote)
+    }
+}
+
+impl Default for App {
+    fn default() -> Self {
+        App {
+            image: defaults::image("ghcr.io/paperclipai/paperclip:sha-3494e84"),
+            public_url: "http://localhost:3100".parse().expect("valid default"),
+            allowed_hostnames: Vec::new(),
+            deployment_mode: DeploymentMode::Authenticated,
+            exposure: Exposure::Private,
+            strategy: Strategy::Recreate,
+            resources: Resources {
+                requests: defaults::resources("512Mi", "250m"),
+                limits: defaults::resources("4Gi", "1"),
+            },
+            persistence: defaults::volume("10Gi"),
+            service: Service::default(),
+            probes: Probes::default(),
+            placement: Placement::default(),
+            env_from: None,
+            env: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for Service {
+    fn default() -> Self {
+        Service {
+            kind: ServiceType::ClusterIP,
+            load_balancer_ip: None,
+            port: 3100,
+        }
+    }
+}
+
+impl Default for Probes {
+    fn default() -> Self {
+        Probes {
+            readiness: Probe {
+                kind: ProbeType::Http,
+                path: Some("/api/health".into()),
+                host: Some("localhost".into()),
+            },
+            liveness: Probe {
+                kind: ProbeType::Tcp,
+                path: None,
+                host: None,
+            },
+        }
+    }
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Database {
+            flavor: DatabaseFlavor::Official,
+            image: defaults::image("docker.io/library/postgres:16.4"),
+            user: "paperclip".parse().expect("valid default"),
+            database: "paperclip".parse().expect("valid default"),
+            persistence: defaults::volume("5Gi"),
+            resources: Resources {
+                requests: defaults::resources("256Mi", "100m"),
+                limits: defaults::resources("1Gi", "1"),
+            },
+            placement: Placement::default(),
+            metrics: None,
+        }
+    }
+}
+
+impl Default for ShellService {
+    fn default() -> Self {
+        ShellService {
+            kind: ServiceType::ClusterIP,
+            load_balancer_ip: None,
+            ssh_port: 22,
+            mosh_ports: None,
+        }
+    }
+}
+
+impl Default for Secrets {
+    fn default() -> Self {
+        let key = |remote: &str, target: Option<&str>, generate| SecretKey {
+            remote: remote.parse().expect("valid default"),
+            target: target.map(|t| t.parse().expect("valid default")),
+            generate,
+        };
+        Secrets {
+            store: SecretStore::default(),
+            refresh_interval: "1h".parse().expect("valid default"),
+            external_secrets: vec![
+                ExternalSecret {
+                    name: "paperclip-llm-key".parse().expect("valid default"),
+                    optional: true,
+                    keys: vec![key("PAPERCLIP_LLM_KEY", Some("OPENAI_API_KEY"), false)],
+                    static_values: BTreeMap::new(),
+                },
+                ExternalSecret {
+                    name: "paperclip-auth".parse().expect("valid default"),
+                    optional: false,
+                    keys: vec![key("BETTER_AUTH_SECRET", None, true)],
+                    static_values: BTreeMap::new(),
+                },
+            ],
+        }
+    }
+}
+
+impl Default for SecretStore {
+    fn default() -> Self {
+        SecretStore {
+            kind: StoreKind::SecretStore,
+            name: "paperclip-infisical".parse().expect("valid default"),
+            host_api: "https://app.infisical.com".parse().expect("valid default"),
+            project_slug: "paperclip".into(),
+            environment_slug: "prod".into(),
+            secrets_path: "/".into(),
+            credentials: StoreCredentials::default(),
+        }
+    }
+}
+
+impl Default for StoreCredentials {
+    fn default() -> Self {
+        StoreCredentials {
+            secret_name: "infisical-universal-auth".parse().expect("valid default"),
+            namespace: None,
+            client_id_key: "clientId".parse().expect("valid default"),
+            client_secret_key: "clientSecret".parse().expect("valid default"),
+        }
+    }
+}
+
+mod defaults {
+    use super::*;
+
+    pub fn namespace() -> DnsLabel {
+        "paperclip".parse().expect("valid default")
+    }
+
+    pub fn access_mode() -> AccessMode {
+        AccessMode::ReadWriteOnce
+    }
+
+    pub fn toleration_operator() -> TolerationOperator {
+        TolerationOperator::Exists
+    }
+
+    pub fn image(reference: &str) -> ImageRef {
+        reference.parse().expect("valid default")
+    }
+
+    pub fn volume(size: &str) -> Volume {
+        Volume {
+            size: size.parse().expect("valid default"),
+            access_mode: AccessMode::ReadWriteOnce,
+        }
+    }
+
+    pub fn shell_home() -> Volume {
+        volume("20Gi")
+    }
+
+    pub fn shell_resources() -> Resources {
+        Resources {
+            requests: resources("128Mi", "50m"),
+            limits: resources("2Gi", "1"),
+        }
+    }
+
+    pub fn resources(memory: &str, cpu: &str) -> ResourceList {
+        ResourceList {
+            memory: Some(memory.parse().expect("valid default")),
+            cpu: Some(cpu.parse().expect("valid default")),
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! Checks that need more than one field (or a whole list) and so cannot live in a single type's
+//! deserializer. Each failure names the field to change.
+
+use std::collections::BTreeSet;
+
+use super::error::ProfileError;
+use super::locate::{format_path, locate, parse_path};
+use super::model::{Profile, ServiceType, TolerationOperator};
+
+/// One failed check: the field it is about, what is wrong, and how to fix it.
+#[derive(Debug)]
+pub struct Issue {
+    pub path: String,
+    pub message: String,
+    pub help: String,
+}
+
+impl Issue {
+    fn new(path: impl Into<String>, message: impl Into<String>, help: impl Into<String>) -> Self {
+        Issue {
+            path: path.into(),
+            message: message.into(),
+            help: help.into(),
+        }
+    }
+
+    /// The error for this issue, pointing at the field's node in `text` (read from `file`).
+    pub fn at_file(self, file: &str, text: &str) -> ProfileError {
+        let segments = parse_path(&self.path);
+        let error = ProfileError::new(file.to_string(), format_path(&segments), self.message)
+            .with_help(self.help);
+        match locate(text, &segments) {
+            Some((offset, line, col)) => error.located(file, text, offset, line, col),
+            None => error,
+        }
+    }
+}
+
+/// Variables the app container gets from paperclipctl itself; a profile must not set them.
+const MANAGED_ENV: &[&str] = &[
+    "DATABASE_URL",
+    "PG_PASSWORD",
+    "PAPERCLIP_DEPLOYMENT_MODE",
+    "PAPERCLIP_DEPLOYMENT_EXPOSURE",
+    "PAPERCLIP_PUBLIC_URL",
+    "PAPERCLIP_ALLOWED_HOSTNAMES",
+    "PAPERCLIP_HOME",
+    "HOST",
+    "PORT",
+];
+
+pub fn check(p: &Profile) -> Result<(), Issue> {
+    check_services(p)?;
+    check_app(p)?;
+    check_secrets(p)?;
+    check_shell(p)
+}
+
+fn check_services(p: &Profile) -> Result<(), Issue> {
+    if p.app.service.load_balancer_ip.is_some() && p.app.service.kind != ServiceType::LoadBalancer {
+        return Err(Issue::new(
+            "app.service.loadBalancerIp",
+            "a fixed loadBalancerIp needs a Service of type LoadBalancer",
+            "set app.service.type: LoadBalancer, or remove loadBalancerIp",
+        ));
+    }
+    if p.app.service.port == 0 {
+        return Err(Issue::new(
+            "app.service.port",
+            "port 0 is not a valid port",
+            "use 1-65535, e.g. 3100",
+        ));
+    }
+    let Some(shell) = &p.shell else { return Ok(()) };
+    if shell.service.load_balancer_ip.is_some() && shell.service.kind != ServiceType::LoadBalancer {
+        return Err(Issue::new(
+            "shell.service.loadBalancerIp",
+            "a fixed loadBalancerIp needs a Service of type LoadBalancer",
+            "set shell.service.type: LoadBalancer, or remove loadBalancerIp",
+        ));
+    }
+    if let (Some(app_ip), Some(shell_ip)) = (
+        &p.app.service.load_balancer_ip,
+        &shell.service.load_balancer_ip,
+    ) && app_ip == shell_ip
+    {
+        return Err(Issue::new(
+            "shell.service.loadBalancerIp",
+            format!("{shell_ip} is already the app's loadBalancerIp"),
+            "give the shell its own address so SSH and the API route separately",
+        ));
+    }
+    if shell.service.ssh_port == 0 {
+        return Err(Issue::new(
+            "shell.service.sshPort",
+            "port 0 is not a valid port",
+            "use 1-65535, e.g. 22",
+        ));
+    }
+    Ok(())
+}
+
+fn check_app(p: &Profile) -> Result<(), Issue> {
+    for (name, probe) in [
+        ("readiness", &p.app.probes.readiness),
+        ("liveness", &p.app.probes.liveness),
+    ] {
+        let http = probe.kind == super::model::ProbeType::Http;
+        if http
+            && probe
+                .path
+                .as_deref()
+                .is_none_or(|path| !path.starts_with('/'))
+        {
+            return Err(Issue::new(
+                format!("app.probes.{name}.path"),
+                "an http probe needs a path starting with '/'",
+                "use path: /api/health",
+            ));
+        }
+        if !http && (probe.path.is_some() || probe.host.is_some()) {
+            return Err(Issue::new(
+                format!("app.probes.{name}.type"),
+                "path and host only apply to an http probe",
+                "set type: http, or remove path and host",
+            ));
+        }
+    }
+    for (i, host) in p.app.allowed_hostnames.iter().enumerate() {
+        if !is_hostname(host) {
+            return Err(Issue::new(
+                format!("app.allowedHostnames[{i}]"),
+                format!("{host:?} is not a host name or IP address"),
+                "list bare host names such as paperclip.example.com (no scheme, port or path)",
+            ));
+        }
+    }
+    for name in p.app.env.keys() {
+        if looks_secret(name.as_str()) {
+            return Err(Issue::new(
+                format!("app.env.{name}"),
+                format!(
+                    "{name} looks like a credential, and plain env values are printed in plans"
+                ),
+                "keep it in Infisical and list it under secrets.externalSecrets",
+            ));
+        }
+        if MANAGED_ENV.contains(&name.as_str()) {
+            return Err(Issue::new(
+                format!("app.env.{name}"),
+                format!("{name} is set by paperclipctl from other profile fields"),
+                "remove it here and set the profile field it comes from (see README: profile reference)",
+            ));
+        }
+    }
+    for (section, placement) in [
+        ("app", &p.app.placement),
+        ("database", &p.database.placement),
+    ] {
+        for (i, t) in placement.tolerations.iter().enumerate() {
+            if t.operator == TolerationOperator::Exists && t.value.is_some() {
+                return Err(Issue::new(
+                    format!("{section}.placement.tolerations[{i}].value"),
+                    "a toleration with operator Exists cannot have a value",
+                    "remove value, or set operator: Equal",
+                ));
+            }
+        }
+    }
+    let declared: BTreeSet<&str> = p
+        .secrets
+        .external_secrets
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    for (i, env) in p.app.env_from.iter().flatten().enumerate() {
+        if !declared.contains(env.secret.as_str()) && !env.optional {
+            return Err(Issue::new(
+                format!("app.envFrom[{i}].secret"),
+                format!(
+                    "{} is not one of the profile's ExternalSecrets, so nothing creates it",
+                    env.secret
+                ),
+                "add it to secrets.externalSecrets, or mark it optional: true so a missing Secret \
+                 does not block the rollout",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_secrets(p: &Profile) -> Result<(), Issue> {
+    let store = &p.secrets.store;
+    if !store.secrets_path.starts_with('/') {
+        return Err(Issue::new(
+            "secrets.store.secretsPath",
+            format!(
+                "{:?} is not an absolute Infisical folder path",
+                store.secrets_path
+            ),
+            "start it with '/', e.g. /paperclip",
+        ));
+    }
+    for (field, value) in [
+        ("projectSlug", &store.project_slug),
+        ("environmentSlug", &store.environment_slug),
+    ] {
+        if value.is_empty() || value.contains(char::is_whitespace) {
+            return Err(Issue::new(
+                format!("secrets.store.{field}"),
+                format!("{value:?} is not a slug"),
+                "use the slug shown in Infisical's project settings, e.g. paperclip or prod",
+            ));
+        }
+    }
+    let mut names = BTreeSet::new();
+    for (i, es) in p.secrets.external_secrets.iter().enumerate() {
+        if !names.insert(es.name.as_str()) {
+            return Err(Issue::new(
+                format!("secrets.externalSecrets[{i}].name"),
+                format!("a second ExternalSecret named {}", es.name),
+                "every ExternalSecret needs its own name",
+            ));
+        }
+        if es.keys.is_empty() {
+            return Err(Issue::new(
+                format!("secrets.externalSecrets[{i}].keys"),
+                format!("ExternalSecret {} has no keys", es.name),
+                "list at least one key: - remote: NAME_IN_INFISICAL",
+            ));
+        }
+        if let Some(name) = es.static_values.keys().find(|k| looks_secret(k.as_str())) {
+            return Err(Issue::new(
+                format!("secrets.externalSecrets[{i}].static.{name}"),
+                format!("{name} looks like a credential, and static values are printed in plans"),
+                "keep it in Infisical and list it under keys: - remote: NAME",
+            ));
+        }
+        let mut targets = BTreeSet::new();
+        for (j, key) in es.keys.iter().enumerate() {
+            if !targets.insert(key.target().as_str()) || es.static_values.contains_key(key.target())
+            {
+                return Err(Issue::new(
+                    format!("secrets.externalSecrets[{i}].keys[{j}]"),
+                    format!("{} is written twice into Secret {}", key.target(), es.name),
+                    "give each key its own `as:` name",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_shell(p: &Profile) -> Result<(), Issue> {
+    let Some(shell) = &p.shell else { return Ok(()) };
+    for (i, key) in shell.authorized_keys.iter().enumerate() {
+        let mut parts = key.split_whitespace();
+        let (kind, body) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let known =
+            kind.starts_with("ssh-") || kind.starts_with("ecdsa-") || kind.starts_with("sk-");
+        if !known || body.len() < 16 {
+            return Err(Issue::new(
+                format!("shell.authorizedKeys[{i}]"),
+                "not an OpenSSH public key",
+                "paste one line of a .pub file, e.g. `ssh-ed25519 AAAA… you@laptop` (never a private key)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a variable name says it holds a credential (static values end up in plan output).
+fn looks_secret(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    ["KEY", "SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL"]
+        .iter()
+        .any(|word| upper.split(['_', '-', '.']).any(|part| part == *word))
+}
+
+fn is_hostname(host: &str) -> bool {
+    host.parse::<std::net::IpAddr>().is_ok()
+        || (!host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            }))
+}

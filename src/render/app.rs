@@ -1,0 +1,426 @@
+//! Wave 1: the Paperclip Deployment (app container plus the optional shell sidecar), its
+//! volumes, Services and the sidecar's ConfigMap and key Secret.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvFromSource,
+    HTTPGetAction, HTTPHeader, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, Secret, SecretEnvSource, SecretVolumeSource, SecurityContext, Service,
+    ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::Object;
+use super::database::PORT as DB_PORT;
+use super::meta::{
+    self, APP_NAME, Component, DATA_PVC, DB_NAME, DB_PASSWORD_KEY, SHELL_HOME_PVC, SHELL_INVENTORY,
+    SHELL_KEYS_SECRET, SHELL_NAME,
+};
+use super::pod;
+use crate::profile::Profile;
+use crate::profile::model::{self, DeploymentMode, Exposure, ProbeType, ServiceType, Shell};
+
+/// The port the Paperclip server listens on inside the pod.
+pub const APP_PORT: i32 = 3100;
+/// sshd in the sidecar runs unprivileged, so it cannot bind 22; the Service maps 22 to it.
+pub const SSHD_PORT: i32 = 2222;
+/// The uid:gid of the upstream image's `node` user and of the sidecar's `agent` user.
+const UID: i64 = 1000;
+const DATA_PATH: &str = "/paperclip";
+const DEFAULT_INVENTORY: &str = include_str!("../../embedded/shell-image/inventory.yaml");
+
+pub fn objects(profile: &Profile) -> Vec<Object> {
+    let mut objects = vec![Object::PersistentVolumeClaim(pod::claim(
+        profile,
+        kept(meta::object(profile, DATA_PVC, Component::App)),
+        &profile.app.persistence,
+    ))];
+    if let Some(shell) = &profile.shell {
+        objects.push(Object::PersistentVolumeClaim(pod::claim(
+            profile,
+            kept(meta::object(profile, SHELL_HOME_PVC, Component::App)),
+            &shell.home,
+        )));
+        objects.push(Object::ConfigMap(inventory(profile)));
+        objects.push(Object::Secret(authorized_keys(profile)));
+    }
+    objects.push(Object::Deployment(deployment(profile)));
+    objects.push(Object::Service(app_service(profile)));
+    if let Some(shell) = &profile.shell {
+        objects.push(Object::Service(shell_service(profile, shell)));
+    }
+    objects
+}
+
+fn kept(metadata: ObjectMeta) -> ObjectMeta {
+    meta::annotate(metadata, meta::KEEP, "true")
+}
+
+fn inventory(profile: &Profile) -> ConfigMap {
+    ConfigMap {
+        metadata: meta::object(profile, SHELL_INVENTORY, Component::App),
+        data: Some(BTreeMap::from([(
+            "inventory.yaml".to_string(),
+            DEFAULT_INVENTORY.to_string(),
+        )])),
+        ..Default::default()
+    }
+}
+
+/// The sidecar's authorized_keys, rendered without its content like every Secret: install
+/// writes the profile's public keys into it.
+fn authorized_keys(profile: &Profile) -> Secret {
+    let metadata = meta::object(profile, SHELL_KEYS_SECRET, Component::App);
+    Secret {
+        metadata: meta::annotate(metadata, meta::GENERATED_KEYS, "authorized_keys"),
+        type_: Some("Opaque".into()),
+        ..Default::default()
+    }
+}
+
+/// Host names private mode answers to: the public URL's host, the profile's extras, and
+/// localhost (which the readiness probe and onboarding use).
+fn allowed_hostnames(profile: &Profile) -> String {
+    let mut hosts = vec![profile.app.public_url.host().to_string()];
+    hosts.extend(profile.app.allowed_hostnames.iter().cloned());
+    hosts.push("localhost".into());
+    let mut seen = std::collections::BTreeSet::new();
+    hosts.retain(|h| seen.insert(h.clone()));
+    hosts.join(",")
+}
+
+fn app_container(profile: &Profile) -> Container {
+    let app = &profile.app;
+    let db = &profile.database;
+    let mode = match app.deployment_mode {
+        DeploymentMode::Authenticated => "authenticated",
+        DeploymentMode::LocalTrusted => "local_trusted",
+    };
+    let exposure = match app.exposure {
+        Exposure::Private => "private",
+        Exposure::Public => "public",
+    };
+    let mut env = vec![
+        pod::env_from_secret("PG_PASSWORD", DB_NAME, DB_PASSWORD_KEY),
+        // $(PG_PASSWORD) is expanded by the kubelet; the password is alphanumeric so it
+        // needs no URL escaping.
+        pod::env(
+            "DATABASE_URL",
+            format!(
+                "postgres://{}:$(PG_PASSWORD)@{DB_NAME}.{}.svc:{DB_PORT}/{}",
+                db.user, profile.namespace, db.database
+            ),
+        ),
+        pod::env("PAPERCLIP_DEPLOYMENT_MODE", mode),
+        pod::env("PAPERCLIP_DEPLOYMENT_EXPOSURE", exposure),
+        pod::env("PAPERCLIP_PUBLIC_URL", app.public_url.to_string()),
+        pod::env("PAPERCLIP_ALLOWED_HOSTNAMES", allowed_hostnames(profile)),
+        pod::env("PAPERCLIP_HOME", DATA_PATH),
+        pod::env("HOST", "0.0.0.0"),
+        pod::env("PORT", APP_PORT.to_string()),
+    ];
+    env.extend(app.env.iter().map(|(k, v)| pod::env(k.as_str(), v.clone())));
+    Container {
+        name: APP_NAME.into(),
+        image: Some(app.image.to_string()),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: APP_PORT,
+            ..Default::default()
+        }]),
+        env: Some(env),
+        env_from: Some(env_from(profile)),
+        readiness_probe: Some(probe(&app.probes.readiness, 10, 0)),
+        liveness_probe: Some(probe(&app.probes.liveness, 15, 30)),
+        resources: Some(pod::resources(&app.resources)),
+        security_context: Some(SecurityContext {
+            run_as_user: Some(UID),
+            run_as_group: Some(UID),
+            run_as_non_root: Some(true),
+            allow_privilege_escalation: Some(false),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![mount("data", DATA_PATH, false)]),
+        ..Default::default()
+    }
+}
+
+/// The Secrets loaded with envFrom: the profile's explicit list, or every ExternalSecret,
+/// optional exactly when the ExternalSecret is (a missing non-optional Secret blocks the pod
+/// with CreateContainerConfigError).
+fn env_from(profile: &Profile) -> Vec<EnvFromSource> {
+    let refs: Vec<(String, bool)> = match &profile.app.env_from {
+        Some(list) => list
+            .iter()
+            .map(|e| (e.secret.to_string(), e.optional))
+            .collect(),
+        None => profile
+            .secrets
+            .external_secrets
+            .iter()
+            .map(|es| (es.name.to_string(), es.optional))
+            .collect(),
+    };
+    refs.into_iter()
+        .map(|(name, optional)| EnvFromSource {
+            secret_ref: Some(SecretEnvSource {
+                name,
+                optional: Some(optional),
+            }),
+            ..Default::default()
+        })
+        .collect()
+}
+
+fn probe(p: &model::Probe, period: i32, initial_delay: i32) -> Probe {
+    let port = IntOrString::String("http".into());
+    let base = Probe {
+        period_seconds: Some(period),
+        initial_delay_seconds: (initial_delay > 0).then_some(initial_delay),
+        timeout_seconds: Some(5),
+        failure_threshold: Some(6),
+        ..Default::default()
+    };
+    match p.kind {
+        ProbeType::Tcp => Probe {
+            tcp_socket: Some(TCPSocketAction { port, host: None }),
+            ..base
+        },
+        ProbeType::Http => Probe {
+            http_get: Some(HTTPGetAction {
+                path: p.path.clone(),
+                port,
+                http_headers: p.host.as_ref().map(|host| {
+                    vec![HTTPHeader {
+                        name: "Host".into(),
+                        value: host.clone(),
+                    }]
+                }),
+                ..Default::default()
+            }),
+            ..base
+        },
+    }
+}
+
+fn shell_container(shell: &Shell) -> Container {
+    let mut ports = vec![ContainerPort {
+        name: Some("ssh".into()),
+        container_port: SSHD_PORT,
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    }];
+    ports.extend(
+        shell
+            .service
+            .mosh_ports
+            .iter()
+            .flat_map(|r| r.ports())
+            .map(|p| ContainerPort {
+                name: Some(format!("mosh-{p}")),
+                container_port: p.into(),
+                protocol: Some("UDP".into()),
+                ..Default::default()
+            }),
+    );
+    Container {
+        name: SHELL_NAME.into(),
+        image: Some(shell.image.to_string()),
+        ports: Some(ports),
+        readiness_probe: Some(Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::String("ssh".into()),
+                host: None,
+            }),
+            period_seconds: Some(10),
+            ..Default::default()
+        }),
+        resources: Some(pod::resources(&shell.resources)),
+        security_context: Some(SecurityContext {
+            run_as_user: Some(UID),
+            run_as_group: Some(UID),
+            run_as_non_root: Some(true),
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![
+            mount("shell-home", "/home/agent", false),
+            mount("data", DATA_PATH, false),
+            mount("ssh-keys", "/etc/ssh-keys", true),
+            mount("inventory", "/etc/paperclip-shell", true),
+        ]),
+        ..Default::default()
+    }
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: read_only.then_some(true),
+        ..Default::default()
+    }
+}
+
+fn claim_volume(name: &str, claim: &str) -> Volume {
+    Volume {
+        name: name.into(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: claim.into(),
+            read_only: None,
+        }),
+        ..Default::default()
+    }
+}
+
+fn deployment(profile: &Profile) -> Deployment {
+    let app = &profile.app;
+    let mut containers = vec![app_container(profile)];
+    let mut volumes = vec![claim_volume("data", DATA_PVC)];
+    if let Some(shell) = &profile.shell {
+        containers.push(shell_container(shell));
+        volumes.push(claim_volume("shell-home", SHELL_HOME_PVC));
+        volumes.push(Volume {
+            name: "ssh-keys".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(SHELL_KEYS_SECRET.into()),
+                default_mode: Some(0o440),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        volumes.push(Volume {
+            name: "inventory".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: SHELL_INVENTORY.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    Deployment {
+        metadata: meta::object(profile, APP_NAME, Component::App),
+        spec: Some(DeploymentSpec {
+            replicas: Some(1),
+            strategy: Some(DeploymentStrategy {
+                type_: Some(format!("{:?}", app.strategy)),
+                ..Default::default()
+            }),
+            selector: LabelSelector {
+                match_labels: Some(meta::selector(Component::App)),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(meta::labels(Component::App)),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    containers,
+                    // Volumes mount root-owned; fsGroup makes them writable for uid 1000 in both
+                    // containers, and files created by exec stay owned by that user.
+                    security_context: Some(PodSecurityContext {
+                        fs_group: Some(UID),
+                        fs_group_change_policy: Some("OnRootMismatch".into()),
+                        run_as_user: Some(UID),
+                        run_as_group: Some(UID),
+                        ..Default::default()
+                    }),
+                    volumes: Some(volumes),
+                    node_selector: pod::node_selector(&app.placement),
+                    tolerations: pod::tolerations(&app.placement),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn app_service(profile: &Profile) -> Service {
+    let s = &profile.app.service;
+    let port = ServicePort {
+        name: Some("http".into()),
+        port: s.port.into(),
+        target_port: Some(IntOrString::String("http".into())),
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    };
+    service(
+        profile,
+        APP_NAME,
+        s.kind,
+        s.load_balancer_ip.as_ref(),
+        vec![port],
+    )
+}
+
+/// One Service for SSH (TCP) and mosh (UDP) so both share the operator's address.
+fn shell_service(profile: &Profile, shell: &Shell) -> Service {
+    let s = &shell.service;
+    let mut ports = vec![ServicePort {
+        name: Some("ssh".into()),
+        port: s.ssh_port.into(),
+        target_port: Some(IntOrString::String("ssh".into())),
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    }];
+    ports.extend(
+        s.mosh_ports
+            .iter()
+            .flat_map(|r| r.ports())
+            .map(|p| ServicePort {
+                name: Some(format!("mosh-{p}")),
+                port: p.into(),
+                target_port: Some(IntOrString::Int(p.into())),
+                protocol: Some("UDP".into()),
+                ..Default::default()
+            }),
+    );
+    service(
+        profile,
+        SHELL_NAME,
+        s.kind,
+        s.load_balancer_ip.as_ref(),
+        ports,
+    )
+}
+
+/// A Service of the app pod. A fixed LoadBalancer IP goes into `spec.loadBalancerIP` and the
+/// annotations Cilium LB-IPAM and MetalLB read (the field alone is deprecated upstream).
+fn service(
+    profile: &Profile,
+    name: &str,
+    kind: ServiceType,
+    ip: Option<&crate::profile::types::IpAddress>,
+    ports: Vec<ServicePort>,
+) -> Service {
+    let mut metadata = meta::object(profile, name, Component::App);
+    if let Some(ip) = ip {
+        metadata = meta::annotate(metadata, "lbipam.cilium.io/ips", ip.to_string());
+        metadata = meta::annotate(
+            metadata,
+            "metallb.universe.tf/loadBalancerIPs",
+            ip.to_string(),
+        );
+    }
+    Service {
+        metadata,
+        spec: Some(ServiceSpec {
+            type_: Some(format!("{kind:?}")),
+            load_balancer_ip: ip.map(ToString::to_string),
+            selector: Some(meta::selector(Component::App)),
+            ports: Some(ports),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

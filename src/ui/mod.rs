@@ -1,0 +1,89 @@
+//! Everything printed for people: colors (off without a TTY, with --no-color or NO_COLOR),
+//! quiet/verbose levels, and the error report style.
+
+use std::io::{IsTerminal, Write};
+
+use anstyle::{AnsiColor, Style};
+
+use crate::cli::{Global, Output};
+
+pub struct Ui {
+    color: bool,
+    pub quiet: bool,
+    pub verbose: u8,
+    pub output: Output,
+}
+
+/// Colors only for a terminal, and never when the user said no (flag or NO_COLOR, any value).
+fn color_enabled(global: &Global, terminal: bool) -> bool {
+    let no_color_env = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    terminal && !global.no_color && !no_color_env
+}
+
+impl Ui {
+    pub fn new(global: &Global) -> Self {
+        Ui {
+            color: color_enabled(global, std::io::stdout().is_terminal()),
+            quiet: global.quiet,
+            verbose: global.verbose,
+            output: global.output,
+        }
+    }
+
+    fn paint(&self, style: Style, text: &str) -> String {
+        if self.color {
+            format!("{style}{text}{style:#}")
+        } else {
+            text.to_string()
+        }
+    }
+
+    pub fn heading(&self, text: &str) -> String {
+        self.paint(Style::new().bold(), text)
+    }
+
+    pub fn added(&self, text: &str) -> String {
+        self.paint(AnsiColor::Green.on_default(), text)
+    }
+
+    pub fn warning(&self, text: &str) -> String {
+        self.paint(AnsiColor::Yellow.on_default().bold(), text)
+    }
+
+    pub fn error(&self, text: &str) -> String {
+        self.paint(AnsiColor::Red.on_default().bold(), text)
+    }
+
+    pub fn dim(&self, text: &str) -> String {
+        self.paint(Style::new().dimmed(), text)
+    }
+
+    /// Writes the command's result to stdout.
+    pub fn print(&self, text: &str) -> std::io::Result<()> {
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes())?;
+        out.flush()
+    }
+
+    /// A note for people on stderr, dropped with --quiet.
+    pub fn note(&self, text: &str) {
+        if !self.quiet {
+            eprintln!("{text}");
+        }
+    }
+}
+
+/// Sets how errors are drawn: miette's report with color and Unicode only on a terminal.
+pub fn install_error_style(global: &Global) {
+    let terminal = std::io::stderr().is_terminal();
+    let color = color_enabled(global, terminal);
+    let _ = miette::set_hook(Box::new(move |_| {
+        Box::new(
+            miette::MietteHandlerOpts::new()
+                .color(color)
+                .unicode(terminal)
+                .terminal_links(false)
+                .build(),
+        )
+    }));
+}
