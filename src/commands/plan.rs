@@ -44,7 +44,7 @@ pub fn run(global: &Global, ui: &Ui) -> Result<()> {
             note_findings(ui, &planned.release.findings);
             // Manifests with a blocking finding must not reach a `| kubectl apply` pipeline.
             if errors == 0 {
-                ui.print(&manifests(&planned.release)?)?;
+                ui.print(&planned.release.to_yaml()?)?;
             }
         }
     }
@@ -52,16 +52,6 @@ pub fn run(global: &Global, ui: &Ui) -> Result<()> {
         return Err(Error::Lint { count: errors });
     }
     Ok(())
-}
-
-/// The manifests as one multi-document YAML stream, wave by wave.
-pub fn manifests(release: &Release) -> Result<String> {
-    let mut out = String::new();
-    for object in release.objects() {
-        out.push_str("---\n");
-        out.push_str(&serde_yaml_ng::to_string(object)?);
-    }
-    Ok(out)
 }
 
 fn note_findings(ui: &Ui, findings: &[Finding]) {

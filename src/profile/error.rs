@@ -63,10 +63,13 @@ impl ProfileError {
         let path = display_path(&err.path().to_string());
         let inner = err.into_inner();
         let message = strip_location(&inner.to_string());
-        // serde_yaml also puts the path in front of its message; we print it once.
-        let message = message
-            .strip_prefix(&format!("{path}: "))
-            .map_or(message.clone(), str::to_string);
+        // serde_yaml also puts the (parent's) path in front of its message; we print it once.
+        let message = match message.split_once(": ") {
+            Some((prefix, rest)) if !prefix.contains(' ') && path.starts_with(prefix) => {
+                rest.to_string()
+            }
+            _ => message,
+        };
         let error = ProfileError::new(file.to_string(), path, message);
         match inner.location() {
             Some(l) => error.located(file, text, l.index(), l.line(), l.column()),

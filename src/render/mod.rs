@@ -100,6 +100,17 @@ impl Release {
         self.waves.iter().flat_map(|w| w.objects.iter())
     }
 
+    /// The manifests as one multi-document YAML stream, wave by wave, as
+    /// `kubectl apply --server-side -f -` takes it.
+    pub fn to_yaml(&self) -> Result<String, serde_yaml_ng::Error> {
+        let mut out = String::new();
+        for object in self.objects() {
+            out.push_str("---\n");
+            out.push_str(&serde_yaml_ng::to_string(object)?);
+        }
+        Ok(out)
+    }
+
     pub fn has_errors(&self) -> bool {
         self.findings
             .iter()

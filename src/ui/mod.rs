@@ -83,6 +83,7 @@ pub fn install_error_style(global: &Global) {
                 .color(color)
                 .unicode(terminal)
                 .terminal_links(false)
+                .wrap_lines(terminal)
                 .build(),
         )
     }));
