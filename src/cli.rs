@@ -104,8 +104,16 @@ pub enum Output {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Install Paperclip on the cluster (this build plans only: use --dry-run)
-    #[command(after_help = "With --dry-run, the same as `paperclipctl plan`.")]
+    /// Install Paperclip on the cluster, wave by wave, and wait until it is ready
+    #[command(
+        long_about = "Install (or update) Paperclip on the cluster: connect, apply wave 0 (the \
+                      database and the ExternalSecrets) with server-side apply, wait until it is \
+                      healthy, apply wave 1 (the app and its shell sidecar), wait until it is \
+                      ready, onboard the instance once, and record the revision. An install of an \
+                      unchanged release changes nothing. A concurrent run is refused (a Lease in \
+                      the namespace, which expires by itself if a run dies).",
+        after_help = "With --dry-run, the same as `paperclipctl plan`: nothing is touched."
+    )]
     Install(InstallArgs),
 
     /// Show what an install would do: preflight checks, waves, objects and findings
@@ -129,6 +137,16 @@ pub struct InstallArgs {
     /// Render and print the plan without touching the cluster
     #[arg(long)]
     pub dry_run: bool,
+
+    /// How long each wave may take to become healthy, e.g. 90s, 5m
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+}
+
+/// Parses `90s`, `5m`, `1h30m` (Go-style, as kubectl takes them).
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    text.parse::<crate::profile::types::GoDuration>()
+        .map(|d| d.to_duration())
 }
 
 #[derive(Debug, Subcommand)]

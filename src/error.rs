@@ -3,6 +3,7 @@
 use miette::Diagnostic;
 
 use crate::profile::ProfileError;
+use crate::secrets::SecretsError;
 
 /// Exit codes (documented in the README).
 pub mod exit {
@@ -13,6 +14,10 @@ pub mod exit {
     pub const INVALID_INPUT: u8 = 2;
     /// The rendered release has blocking findings (lint errors).
     pub const LINT: u8 = 3;
+    /// The cluster could not be reached, or refused a request (RBAC).
+    pub const CLUSTER: u8 = 4;
+    /// A wait failed: an object did not become healthy (fail-fast condition or timeout).
+    pub const NOT_HEALTHY: u8 = 5;
 }
 
 #[derive(Debug, thiserror::Error, Diagnostic)]
@@ -20,6 +25,10 @@ pub enum Error {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Profile(#[from] ProfileError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Secrets(#[from] SecretsError),
 
     #[error("{message}")]
     #[diagnostic(code(paperclipctl::usage))]
@@ -36,6 +45,22 @@ pub enum Error {
     )]
     Lint { count: usize },
 
+    #[error("{message}")]
+    #[diagnostic(code(paperclipctl::cluster))]
+    Cluster {
+        message: String,
+        #[help]
+        help: Option<String>,
+    },
+
+    #[error("{message}")]
+    #[diagnostic(code(paperclipctl::wait))]
+    NotHealthy {
+        message: String,
+        #[help]
+        help: Option<String>,
+    },
+
     #[error("cannot write the output: {0}")]
     #[diagnostic(code(paperclipctl::output))]
     Output(#[from] std::io::Error),
@@ -49,13 +74,33 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Profile(_) | Error::Usage { .. } => exit::INVALID_INPUT,
+            Error::Secrets(e) if e.is_input_error() => exit::INVALID_INPUT,
+            Error::Secrets(_) => exit::FAILURE,
             Error::Lint { .. } => exit::LINT,
+            Error::Cluster { .. } => exit::CLUSTER,
+            Error::NotHealthy { .. } => exit::NOT_HEALTHY,
             Error::Output(_) | Error::Serialize(_) => exit::FAILURE,
         }
     }
 
     pub fn usage(message: impl Into<String>, help: impl Into<String>) -> Self {
         Error::Usage {
+            message: message.into(),
+            help: Some(help.into()),
+        }
+    }
+}
+
+impl Error {
+    pub fn cluster(message: impl Into<String>, help: impl Into<String>) -> Self {
+        Error::Cluster {
+            message: message.into(),
+            help: Some(help.into()),
+        }
+    }
+
+    pub fn not_healthy(message: impl Into<String>, help: impl Into<String>) -> Self {
+        Error::NotHealthy {
             message: message.into(),
             help: Some(help.into()),
         }

@@ -5,12 +5,17 @@
 //! hold on the cluster, and `ui` prints.
 
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod error;
+pub mod install;
+pub mod onboarding;
 pub mod plan;
 pub mod preflight;
 pub mod profile;
+pub mod release;
 pub mod render;
+pub mod secrets;
 pub mod ui;
 
 pub use error::{Error, Result};

@@ -1,32 +1,110 @@
-//! `paperclipctl install`: the ordered install of a release. This build plans it (`--dry-run`).
+//! `paperclipctl install`: the ordered install of a release (`--dry-run`: its plan).
+
+use serde_json::json;
 
 use super::plan::{self as show, Planned};
-use crate::cli::{Global, InstallArgs};
+use crate::cli::{Global, InstallArgs, Output};
+use crate::cluster;
 use crate::error::{Error, Result};
+use crate::install::{self, Summary};
+use crate::onboarding::Outcome;
 use crate::plan::{Plan, Step};
 use crate::preflight::Check;
+use crate::profile::model::{Profile, SecretKey, ServiceType};
 use crate::profile::Loaded;
-use crate::profile::model::SecretKey;
-use crate::render::{Object, eso, meta};
+use crate::render::lint::Severity;
+use crate::render::{self, Object, eso, meta};
 use crate::ui::Ui;
 
 pub fn run(global: &Global, args: &InstallArgs, ui: &Ui) -> Result<()> {
-    if !args.dry_run {
-        return Err(Error::usage(
-            "this build of paperclipctl plans installs but does not apply them",
-            "run `paperclipctl install --dry-run` (or `paperclipctl plan`) to see every step",
-        ));
+    if args.dry_run {
+        return show::run(global, ui);
     }
-    show::run(global, ui)
+    let loaded = super::load_profile(global)?;
+    let release = render::render(&loaded.profile);
+    let errors: Vec<_> = release.findings.iter().filter(|f| f.severity == Severity::Error).collect();
+    for finding in &release.findings {
+        ui.note(&show::finding_line(ui, finding));
+    }
+    if !errors.is_empty() {
+        return Err(Error::Lint { count: errors.len() });
+    }
+    super::block_on(async {
+        let cluster = cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref()).await?;
+        ui.progress(&format!("connected to {}", cluster.server));
+        let summary = install::run(&cluster.client, &loaded.profile, &release, args.timeout, &|line| ui.progress(line)).await?;
+        let text = match ui.output {
+            Output::Json => serde_json::to_string_pretty(&summary_json(&summary))? + "\n",
+            Output::Text | Output::Yaml => done(&loaded.profile, &release.namespace, &summary),
+        };
+        ui.print(&text)?;
+        Ok(())
+    })
+}
+
+fn summary_json(summary: &Summary) -> serde_json::Value {
+    let onboarding = match &summary.onboarding {
+        Some(Outcome::Onboarded { invite_url }) => json!({"state": "onboarded", "inviteUrl": invite_url}),
+        Some(Outcome::AlreadyDone) => json!({"state": "already-onboarded"}),
+        None => json!(null),
+    };
+    json!({
+        "upToDate": summary.up_to_date(),
+        "revision": summary.revision,
+        "changes": summary.changes.iter().map(|(id, c)| json!({"object": id, "change": c.as_str()})).collect::<Vec<_>>(),
+        "onboarding": onboarding,
+    })
+}
+
+/// The closing words: what happened, where to go, how to get a shell, what to run next.
+fn done(profile: &Profile, namespace: &str, summary: &Summary) -> String {
+    let mut out = String::new();
+    match summary.revision {
+        None => out.push_str(&format!("Paperclip in namespace {namespace} is up to date: nothing changed.\n")),
+        Some(revision) => {
+            let changed = summary.changes.iter().filter(|(_, c)| c.as_str() != "unchanged").count();
+            out.push_str(&format!(
+                "Paperclip is installed in namespace {namespace} (revision {revision}, {changed} object(s) changed).\n"
+            ));
+        }
+    }
+    match &summary.onboarding {
+        Some(Outcome::Onboarded { invite_url: Some(url) }) => {
+            out.push_str(&format!("Onboarded. Create the first admin account: {url}\n"))
+        }
+        Some(Outcome::Onboarded { invite_url: None }) => out.push_str("Onboarded.\n"),
+        Some(Outcome::AlreadyDone) => out.push_str("Already onboarded (config.json exists on the data volume).\n"),
+        None => {}
+    }
+    out.push_str(&format!("Open {}\n", profile.app.public_url));
+    if let Some(shell) = &profile.shell {
+        let s = &shell.service;
+        match (&s.load_balancer_ip, s.kind) {
+            (Some(ip), ServiceType::LoadBalancer) => {
+                out.push_str(&format!("Shell: ssh -p {} agent@{ip}\n", s.ssh_port));
+                if let Some(range) = &s.mosh_ports {
+                    let ports = range.ports();
+                    out.push_str(&format!(
+                        "       mosh --ssh='ssh -p {}' -p {}:{} agent@{ip}\n",
+                        s.ssh_port,
+                        ports.start(),
+                        ports.end()
+                    ));
+                }
+            }
+            _ => out.push_str(&format!(
+                "Shell: kubectl port-forward -n {namespace} deploy/{} 2222:2222, then ssh -p 2222 agent@localhost\n",
+                meta::APP_NAME
+            )),
+        }
+    }
+    out.push_str("Next: `paperclipctl plan` shows what a change of the profile would do.\n");
+    out
 }
 
 /// The steps of an install of `release`, in order.
 pub fn plan(planned: &Planned) -> Plan {
-    let Planned {
-        loaded,
-        release,
-        checks,
-    } = planned;
+    let Planned { loaded, release, checks } = planned;
     let profile = &loaded.profile;
     let mut steps = vec![
         Step::new("Connect to the cluster")
@@ -39,11 +117,7 @@ pub fn plan(planned: &Planned) -> Plan {
     for wave in &release.waves {
         steps.push(
             Step::new(format!("Wave {}: {}", wave.number, wave.title))
-                .lines(
-                    wave.objects
-                        .iter()
-                        .map(|o| format!("apply {}", describe(o))),
-                )
+                .lines(wave.objects.iter().map(|o| format!("apply {}", describe(o))))
                 .line(format!("wait until healthy: {}", wave.wait_for.join(", "))),
         );
     }
@@ -54,16 +128,13 @@ pub fn plan(planned: &Planned) -> Plan {
                  instances/default/config.json exists",
                 meta::APP_NAME
             ))
-            .line("read GET /api/health (Host: localhost) and report the bootstrap state"),
+            .line("print the bootstrap invite URL when upstream produces one"),
     );
     let mut done = Step::new("Done")
-        .line(format!(
-            "record the release revision in namespace {}",
-            release.namespace
-        ))
+        .line(format!("record the release revision in namespace {}", release.namespace))
         .line(format!("open {}", profile.app.public_url));
     if profile.shell.is_some() {
-        done = done.line("connect to the shell sidecar with `paperclipctl ssh`");
+        done = done.line("print how to reach the shell sidecar over SSH (and mosh)");
     }
     steps.push(done);
     Plan { steps }
@@ -87,11 +158,7 @@ fn secrets_step(loaded: &Loaded) -> Step {
         ))
         .lines(s.external_secrets.iter().flat_map(|es| {
             es.keys.iter().map(move |key| {
-                format!(
-                    "ensure {} ({}); an existing value is kept",
-                    key.remote,
-                    source(key, es.optional)
-                )
+                format!("ensure {} ({}); an existing value is kept", key.remote, source(key, es.optional))
             })
         }))
 }

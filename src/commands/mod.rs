@@ -17,6 +17,16 @@ pub fn run(cli: &Cli, ui: &Ui) -> Result<()> {
     }
 }
 
+/// Runs an async command body on a fresh runtime (the CLI is synchronous up to here).
+fn block_on<T>(future: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Output)?
+        .block_on(future)
+}
+
 /// Loads the selected profile with `--set` and `--namespace` applied.
 fn load_profile(global: &Global) -> Result<crate::profile::Loaded> {
     let mut sets = global.sets.clone();

@@ -60,7 +60,7 @@ fn note_findings(ui: &Ui, findings: &[Finding]) {
     }
 }
 
-fn finding_line(ui: &Ui, f: &Finding) -> String {
+pub fn finding_line(ui: &Ui, f: &Finding) -> String {
     let label = match f.severity {
         Severity::Error => ui.error("error"),
         Severity::Warning => ui.warning("warning"),
@@ -96,6 +96,12 @@ fn text(ui: &Ui, planned: &Planned, plan: &Plan) -> String {
             out.push_str(&format!("       {line}\n"));
         }
     }
+    if ui.verbose > 0 {
+        out.push_str(&format!("\n{}\n", ui.heading("Containers:")));
+        for line in containers(release) {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
     if !release.findings.is_empty() {
         out.push_str(&format!("\n{}\n", ui.heading("Findings:")));
         for f in &release.findings {
@@ -107,6 +113,44 @@ fn text(ui: &Ui, planned: &Planned, plan: &Plan) -> String {
     }
     out.push_str(&format!("\n{}\n", ui.dim("Dry run: nothing was changed.")));
     out
+}
+
+/// One line per container of every workload: image and sizing (shown with -v).
+fn containers(release: &Release) -> Vec<String> {
+    let quantities = |list: Option<
+        &std::collections::BTreeMap<
+            String,
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+        >,
+    >| {
+        list.map(|l| {
+            l.iter()
+                .map(|(k, v)| format!("{k}={}", v.0))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|| "none".into())
+    };
+    let mut lines = Vec::new();
+    for object in release.objects() {
+        let spec = match object {
+            Object::Deployment(d) => d.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
+            Object::StatefulSet(s) => s.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
+            _ => None,
+        };
+        for c in spec.into_iter().flat_map(|p| &p.containers) {
+            let resources = c.resources.as_ref();
+            lines.push(format!(
+                "{} {}: {}; requests {}; limits {}",
+                object.id(),
+                c.name,
+                c.image.as_deref().unwrap_or("?"),
+                quantities(resources.and_then(|r| r.requests.as_ref())),
+                quantities(resources.and_then(|r| r.limits.as_ref())),
+            ));
+        }
+    }
+    lines
 }
 
 #[derive(Serialize)]

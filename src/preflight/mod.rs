@@ -1,23 +1,107 @@
-//! Preflight: what must hold on the cluster before anything is written. The plan lists these
-//! checks from the profile alone, so `plan` shows exactly what a real run verifies.
+//! Preflight: what must hold on the cluster before anything is written.
+//!
+//! `planned` lists the checks from the profile alone, so `plan` shows exactly what a real run
+//! verifies; `run` evaluates that same list against the cluster and returns a [`Report`].
+//! Nothing here writes to the cluster or prints a secret value.
+
+mod checks;
+mod image;
+mod placement;
+mod quantity;
+mod report;
 
 use serde::Serialize;
 
+pub use image::{DockerConfigError, RegistryAuth};
+pub use report::{Outcome, Report, Row, Status};
+
 use crate::profile::Profile;
 use crate::profile::model::{Placement, ServiceType, StoreKind};
+use crate::render::Release;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
     /// A stable identifier, for `--output json` consumers.
     pub id: String,
     pub title: String,
+    /// What `run` evaluates; kept out of the JSON plan, which the id already identifies.
+    #[serde(skip)]
+    kind: CheckKind,
 }
 
-fn check(id: impl Into<String>, title: impl Into<String>) -> Check {
+/// The container an image check is about; its profile field is what a fix names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    App,
+    Database,
+    Metrics,
+    Shell,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::App => "app",
+            Role::Database => "database",
+            Role::Metrics => "metrics",
+            Role::Shell => "shell",
+        }
+    }
+
+    /// The profile field that sets this container's image.
+    fn image_field(self) -> &'static str {
+        match self {
+            Role::App => "app.image",
+            Role::Database => "database.image",
+            Role::Metrics => "database.metrics.image",
+            Role::Shell => "shell.image",
+        }
+    }
+
+    /// The profile field that places this container's pod.
+    fn placement_field(self) -> &'static str {
+        match self {
+            Role::App | Role::Shell => "app.placement",
+            Role::Database | Role::Metrics => "database.placement",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CheckKind {
+    ApiAccess,
+    Image(Role),
+    StorageClass,
+    ExternalSecrets,
+    StoreCredentials,
+    /// A fixed LoadBalancer address and the profile field that asks for it.
+    LoadBalancerIp {
+        ip: String,
+        field: &'static str,
+    },
+    MemoryHeadroom,
+}
+
+fn check(kind: CheckKind, id: impl Into<String>, title: impl Into<String>) -> Check {
     Check {
         id: id.into(),
         title: title.into(),
+        kind,
     }
+}
+
+/// Runs every planned check against the cluster, in plan order.
+///
+/// Reads only: nodes, pods, services, storage classes, API discovery, the store's credentials
+/// Secret (for its key names) and the app Deployment of an earlier install. A denied read fails
+/// the check that needed it, naming the verb and resource.
+pub async fn run(
+    client: &kube::Client,
+    profile: &Profile,
+    release: &Release,
+    registry_auth: &RegistryAuth,
+) -> Report {
+    checks::run(client, profile, release, registry_auth, planned(profile)).await
 }
 
 /// Which nodes a pod with this placement may land on, in words.
@@ -50,6 +134,7 @@ fn target_nodes(placement: &Placement) -> String {
 
 pub fn planned(profile: &Profile) -> Vec<Check> {
     let mut checks = vec![check(
+        CheckKind::ApiAccess,
         "api-access",
         format!(
             "the Kubernetes API answers and allows server-side apply in namespace {}",
@@ -58,38 +143,46 @@ pub fn planned(profile: &Profile) -> Vec<Check> {
     )];
     let app_nodes = target_nodes(&profile.app.placement);
     let db_nodes = target_nodes(&profile.database.placement);
-    let mut images = vec![("app", profile.app.image.to_string(), &app_nodes)];
-    images.push(("database", profile.database.image.to_string(), &db_nodes));
+    let mut images = vec![(Role::App, profile.app.image.to_string(), &app_nodes)];
+    images.push((
+        Role::Database,
+        profile.database.image.to_string(),
+        &db_nodes,
+    ));
     if let Some(metrics) = &profile.database.metrics {
-        images.push(("metrics", metrics.image.to_string(), &db_nodes));
+        images.push((Role::Metrics, metrics.image.to_string(), &db_nodes));
     }
     if let Some(shell) = &profile.shell {
-        images.push(("shell", shell.image.to_string(), &app_nodes));
+        images.push((Role::Shell, shell.image.to_string(), &app_nodes));
     }
     for (role, image, nodes) in images {
         checks.push(check(
-            format!("image-{role}"),
+            CheckKind::Image(role),
+            format!("image-{}", role.as_str()),
             format!("image {image} exists and offers the platform of {nodes}"),
         ));
     }
     checks.push(match &profile.storage.class_name {
-        Some(class) => check("storage-class", format!("storage class {class} exists")),
-        None => check("storage-class", "the cluster has a default storage class"),
+        Some(class) => check(
+            CheckKind::StorageClass,
+            "storage-class",
+            format!("storage class {class} exists"),
+        ),
+        None => check(
+            CheckKind::StorageClass,
+            "storage-class",
+            "the cluster has a default storage class",
+        ),
     });
     let store = &profile.secrets.store;
     checks.push(check(
+        CheckKind::ExternalSecrets,
         "external-secrets",
         "External Secrets CRDs serve external-secrets.io/v1 (SecretStore, ExternalSecret)",
     ));
-    let credentials_ns = match store.kind {
-        StoreKind::ClusterSecretStore => store
-            .credentials
-            .namespace
-            .as_ref()
-            .unwrap_or(&profile.namespace),
-        StoreKind::SecretStore => &profile.namespace,
-    };
+    let credentials_ns = credentials_namespace(profile);
     checks.push(check(
+        CheckKind::StoreCredentials,
         "store-credentials",
         format!(
             "Secret {credentials_ns}/{} holds keys {} and {} for Infisical universal auth",
@@ -98,35 +191,29 @@ pub fn planned(profile: &Profile) -> Vec<Check> {
             store.credentials.client_secret_key
         ),
     ));
-    let fixed_ips = [
-        (
-            profile.app.service.kind,
-            profile.app.service.load_balancer_ip.as_ref(),
-        ),
-        (
-            profile
-                .shell
-                .as_ref()
-                .map_or(ServiceType::ClusterIP, |s| s.service.kind),
-            profile
-                .shell
-                .as_ref()
-                .and_then(|s| s.service.load_balancer_ip.as_ref()),
-        ),
-    ];
-    for (_, ip) in fixed_ips
-        .iter()
-        .filter(|(kind, _)| *kind == ServiceType::LoadBalancer)
-    {
-        if let Some(ip) = ip {
-            checks.push(check(
-                format!("lb-ip-{ip}"),
-                format!("LoadBalancer IP {ip} is not taken by another Service"),
-            ));
-        }
+    let app_ip = (profile.app.service.kind == ServiceType::LoadBalancer)
+        .then_some(profile.app.service.load_balancer_ip.as_ref())
+        .flatten()
+        .map(|ip| (ip, "app.service.loadBalancerIp"));
+    let shell_ip = profile
+        .shell
+        .as_ref()
+        .filter(|s| s.service.kind == ServiceType::LoadBalancer)
+        .and_then(|s| s.service.load_balancer_ip.as_ref())
+        .map(|ip| (ip, "shell.service.loadBalancerIp"));
+    for (ip, field) in app_ip.into_iter().chain(shell_ip) {
+        checks.push(check(
+            CheckKind::LoadBalancerIp {
+                ip: ip.to_string(),
+                field,
+            },
+            format!("lb-ip-{ip}"),
+            format!("LoadBalancer IP {ip} is not taken by another Service"),
+        ));
     }
     if let Some(limit) = &profile.app.resources.limits.memory {
         checks.push(check(
+            CheckKind::MemoryHeadroom,
             "memory-headroom",
             format!(
                 "{app_nodes} have allocatable memory for the app's {limit} limit, and no earlier \
@@ -135,4 +222,19 @@ pub fn planned(profile: &Profile) -> Vec<Check> {
         ));
     }
     checks
+}
+
+/// The namespace of the store's credentials Secret: a ClusterSecretStore names it, a
+/// SecretStore reads its own (the release's) namespace.
+fn credentials_namespace(profile: &Profile) -> &str {
+    let store = &profile.secrets.store;
+    match store.kind {
+        StoreKind::ClusterSecretStore => store
+            .credentials
+            .namespace
+            .as_ref()
+            .unwrap_or(&profile.namespace)
+            .as_str(),
+        StoreKind::SecretStore => profile.namespace.as_str(),
+    }
 }

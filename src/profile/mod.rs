@@ -25,8 +25,6 @@ pub struct Loaded {
     pub profile: Profile,
     /// `builtin:frank` or the file's path, for messages and the release record.
     pub origin: String,
-    /// The text it was read from, before overrides.
-    pub text: String,
     pub overrides: Vec<String>,
 }
 
@@ -42,7 +40,6 @@ pub fn load(selector: &str, sets: &[String]) -> Result<Loaded, ProfileError> {
     Ok(Loaded {
         profile,
         origin,
-        text,
         overrides: sets.to_vec(),
     })
 }

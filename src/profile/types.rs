@@ -127,38 +127,6 @@ impl FromStr for Quantity {
     }
 }
 
-impl Quantity {
-    /// The value in base units (bytes for memory, cores for CPU), for comparisons.
-    pub fn value(&self) -> f64 {
-        let s = self.0.trim_start_matches('+');
-        let split = s
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(s.len());
-        let (number, suffix) = s.split_at(split);
-        let number: f64 = number.parse().unwrap_or(0.0);
-        let factor = match suffix {
-            "Ki" => 1024f64,
-            "Mi" => 1024f64.powi(2),
-            "Gi" => 1024f64.powi(3),
-            "Ti" => 1024f64.powi(4),
-            "Pi" => 1024f64.powi(5),
-            "Ei" => 1024f64.powi(6),
-            "n" => 1e-9,
-            "u" => 1e-6,
-            "m" => 1e-3,
-            "k" => 1e3,
-            "M" => 1e6,
-            "G" => 1e9,
-            "T" => 1e12,
-            "P" => 1e15,
-            "E" => 1e18,
-            "" => 1.0,
-            exp => 10f64.powi(exp[1..].parse().unwrap_or(0)),
-        };
-        number * factor
-    }
-}
-
 /// A container image reference; it must name a registry path and may carry a tag and/or digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef(String);
@@ -377,6 +345,25 @@ impl FromStr for GoDuration {
     }
 }
 
+impl GoDuration {
+    pub fn to_duration(&self) -> std::time::Duration {
+        let mut total = std::time::Duration::ZERO;
+        let mut rest = self.0.as_str();
+        while !rest.is_empty() {
+            let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+            let n: u64 = rest[..digits].parse().unwrap_or(0);
+            rest = &rest[digits..];
+            let (unit, factor_ms) = [("ms", 1), ("h", 3_600_000), ("m", 60_000), ("s", 1000)]
+                .into_iter()
+                .find(|(u, _)| rest.starts_with(u))
+                .unwrap_or(("", 0));
+            total += std::time::Duration::from_millis(n * factor_ms);
+            rest = &rest[unit.len()..];
+        }
+        total
+    }
+}
+
 /// An environment variable / Secret data key name (letters, digits, '_', '-', '.').
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct EnvName(String);
@@ -458,5 +445,9 @@ mod tests {
         for bad in ["", "h", "1d", "1 h"] {
             assert!(bad.parse::<GoDuration>().is_err(), "{bad}");
         }
+        let d: GoDuration = "1h30m5s".parse().unwrap();
+        assert_eq!(d.to_duration().as_secs(), 5405);
+        let d: GoDuration = "250ms".parse().unwrap();
+        assert_eq!(d.to_duration().as_millis(), 250);
     }
 }

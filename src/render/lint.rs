@@ -215,7 +215,7 @@ fn image_pinned(object: &Object, container: &Container, findings: &mut Vec<Findi
 }
 
 /// The profile section that sizes a container, as a field-path prefix.
-fn profile_section(container: &str) -> &'static str {
+pub fn profile_section(container: &str) -> &'static str {
     match container {
         super::meta::APP_NAME => "app.",
         super::meta::SHELL_NAME => "shell.",

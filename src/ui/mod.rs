@@ -65,6 +65,20 @@ impl Ui {
         out.flush()
     }
 
+    /// A progress line on stderr: timestamped when it goes to a log (no terminal, or CI=true).
+    pub fn progress(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
+        let ci = std::env::var_os("CI").is_some_and(|v| v == "true" || v == "1");
+        if std::io::stderr().is_terminal() && !ci {
+            eprintln!("{} {text}", self.dim("•"));
+        } else {
+            let now = k8s_openapi::jiff::Timestamp::now().strftime("%H:%M:%S");
+            eprintln!("[{now}] {text}");
+        }
+    }
+
     /// A note for people on stderr, dropped with --quiet.
     pub fn note(&self, text: &str) {
         if !self.quiet {

@@ -1,0 +1,273 @@
+//! Waiting for a wave to become healthy, with watches rather than polling, failing fast on the
+//! conditions that never heal by themselves and naming what blocks on a timeout.
+
+use std::time::Duration;
+
+use futures_util::{StreamExt, future::try_join_all};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio::time::Instant;
+
+use super::api_error;
+use super::apply::api_resource;
+use crate::error::{Error, Result};
+use crate::render::{Object, Wave};
+
+/// Waits until every object the wave gates on is healthy, or fails naming the first that is not.
+pub async fn wave(client: &kube::Client, namespace: &str, wave: &Wave, timeout: Duration, ready: &(dyn Fn(&str) + Sync)) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let waits = wave.wait_for.iter().map(|id| {
+        let object = wave.objects.iter().find(|o| &o.id() == id).expect("waits name objects of the wave");
+        async move {
+            one(client, namespace, object, deadline).await?;
+            ready(id);
+            Ok::<(), Error>(())
+        }
+    });
+    try_join_all(waits).await.map(|_| ())
+}
+
+async fn one(client: &kube::Client, namespace: &str, object: &Object, deadline: Instant) -> Result<()> {
+    let name = object.name().to_string();
+    let by_name = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let result = match object {
+        Object::StatefulSet(_) => {
+            let api = Api::<StatefulSet>::namespaced(client.clone(), namespace);
+            let ready = watcher(api, by_name).default_backoff().applied_objects().map(|r| r.map(|s| statefulset_ready(&s)));
+            with_pods(client, namespace, object, ready.boxed(), deadline).await
+        }
+        Object::Deployment(_) => {
+            let api = Api::<Deployment>::namespaced(client.clone(), namespace);
+            let ready = watcher(api, by_name).default_backoff().applied_objects().map(|r| r.map(|d| deployment_ready(&d)));
+            with_pods(client, namespace, object, ready.boxed(), deadline).await
+        }
+        Object::ExternalSecret(_) => {
+            let (resource, _) = api_resource("ExternalSecret");
+            let api = Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &resource);
+            let ready = watcher(api, by_name).default_backoff().applied_objects().map(|r| r.map(|es| external_secret_ready(&es)));
+            until_ready(ready.boxed(), deadline).await
+        }
+        other => unreachable!("{} is not waited on", other.id()),
+    };
+    match result {
+        Outcome::Ready => Ok(()),
+        Outcome::Failed(error) => Err(error),
+        Outcome::TimedOut(last) => Err(timed_out(client, namespace, object, last).await),
+    }
+}
+
+enum Outcome {
+    Ready,
+    Failed(Error),
+    /// The deadline passed; the last status seen, if any.
+    TimedOut(Option<String>),
+}
+
+type ReadyStream = futures_util::stream::BoxStream<'static, std::result::Result<Readiness, watcher::Error>>;
+
+/// Whether an object is ready, and if not, in a few words why.
+enum Readiness {
+    Ready,
+    NotYet(String),
+}
+
+async fn until_ready(mut ready: ReadyStream, deadline: Instant) -> Outcome {
+    let mut last = None;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return Outcome::TimedOut(last),
+            next = ready.next() => match next {
+                Some(Ok(Readiness::Ready)) => return Outcome::Ready,
+                Some(Ok(Readiness::NotYet(why))) => last = Some(why),
+                Some(Err(e)) => last = Some(format!("watch error: {e}")),
+                None => return Outcome::TimedOut(last),
+            },
+        }
+    }
+}
+
+/// Waits for a workload while watching its pods and their events for conditions that will not
+/// heal by waiting longer.
+async fn with_pods(client: &kube::Client, namespace: &str, object: &Object, mut ready: ReadyStream, deadline: Instant) -> Outcome {
+    let selector = selector(object);
+    let pods = Api::<Pod>::namespaced(client.clone(), namespace);
+    let mut pods = watcher(pods, watcher::Config::default().labels(&selector)).default_backoff().applied_objects().boxed();
+    let events = Api::<Event>::namespaced(client.clone(), namespace);
+    let mut events = watcher(events, watcher::Config::default().fields("type=Warning"))
+        .default_backoff()
+        .applied_objects()
+        .boxed();
+    let prefix = format!("{}-", object.name());
+    let mut last = None;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return Outcome::TimedOut(last),
+            next = ready.next() => match next {
+                Some(Ok(Readiness::Ready)) => return Outcome::Ready,
+                Some(Ok(Readiness::NotYet(why))) => last = Some(why),
+                Some(Err(e)) => last = Some(format!("watch error: {e}")),
+                None => return Outcome::TimedOut(last),
+            },
+            Some(Ok(pod)) = pods.next() => {
+                if let Some(error) = pod_problem(&pod, object) {
+                    return Outcome::Failed(error);
+                }
+            }
+            Some(Ok(event)) = events.next() => {
+                let involved = event.involved_object.name.as_deref().unwrap_or_default();
+                if event.reason.as_deref() == Some("FailedAttachVolume") && involved.starts_with(&prefix) {
+                    return Outcome::Failed(Error::not_healthy(
+                        format!("{}: pod {involved} cannot attach its volume: {}", object.id(), event.message.as_deref().unwrap_or_default()),
+                        "a ReadWriteOnce volume is still attached to another node or pod; the Recreate strategy avoids this, or delete the old pod",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn selector(object: &Object) -> String {
+    let labels = match object {
+        Object::StatefulSet(s) => s.spec.as_ref().and_then(|s| s.selector.match_labels.clone()),
+        Object::Deployment(d) => d.spec.as_ref().and_then(|s| s.selector.match_labels.clone()),
+        _ => None,
+    };
+    labels
+        .unwrap_or_default()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn statefulset_ready(s: &StatefulSet) -> Readiness {
+    let want = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let Some(status) = &s.status else { return Readiness::NotYet("no status yet".into()) };
+    let current = status.observed_generation >= s.metadata.generation;
+    let ready = status.ready_replicas.unwrap_or(0);
+    let updated = status.updated_replicas.unwrap_or(0);
+    if current && ready >= want && updated >= want {
+        Readiness::Ready
+    } else {
+        Readiness::NotYet(format!("{ready}/{want} ready, {updated}/{want} updated"))
+    }
+}
+
+fn deployment_ready(d: &Deployment) -> Readiness {
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let Some(status) = &d.status else { return Readiness::NotYet("no status yet".into()) };
+    let current = status.observed_generation >= d.metadata.generation;
+    let updated = status.updated_replicas.unwrap_or(0);
+    let available = status.available_replicas.unwrap_or(0);
+    let total = status.replicas.unwrap_or(0);
+    if current && updated >= want && available >= want && total <= want {
+        Readiness::Ready
+    } else {
+        Readiness::NotYet(format!("{available}/{want} available, {updated}/{want} updated, {total} pod(s)"))
+    }
+}
+
+fn external_secret_ready(es: &DynamicObject) -> Readiness {
+    let conditions = es.data.pointer("/status/conditions").and_then(|c| c.as_array()).cloned().unwrap_or_default();
+    let ready = conditions.iter().find(|c| c["type"] == "Ready");
+    match ready {
+        Some(c) if c["status"] == "True" => Readiness::Ready,
+        Some(c) => Readiness::NotYet(format!(
+            "{}: {}",
+            c["reason"].as_str().unwrap_or("not ready"),
+            c["message"].as_str().unwrap_or_default()
+        )),
+        None => Readiness::NotYet("not synced yet (is the External Secrets controller running?)".into()),
+    }
+}
+
+/// A condition of `pod` that waiting will not fix, as the error to stop with.
+pub fn pod_problem(pod: &Pod, owner: &Object) -> Option<Error> {
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let spec = pod.spec.as_ref()?;
+    for status in pod.status.as_ref()?.container_statuses.iter().flatten() {
+        let container = &status.name;
+        let limit = spec
+            .containers
+            .iter()
+            .find(|c| &c.name == container)
+            .and_then(|c| c.resources.as_ref()?.limits.as_ref()?.get("memory").map(|q| q.0.clone()));
+        let oom = [status.state.as_ref(), status.last_state.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.terminated.as_ref())
+            .any(|t| t.reason.as_deref() == Some("OOMKilled"));
+        if oom {
+            let limit = limit.unwrap_or_else(|| "no limit".into());
+            return Some(Error::not_healthy(
+                format!("{}: container {container} of pod {name} was OOMKilled at its memory limit ({limit})", owner.id()),
+                format!(
+                    "raise {}resources.limits.memory (limits are measurements, not guesses: Paperclip under agent load needed 12Gi on Frank)",
+                    crate::render::lint::profile_section(container)
+                ),
+            ));
+        }
+        let Some(waiting) = status.state.as_ref().and_then(|s| s.waiting.as_ref()) else { continue };
+        let message = waiting.message.clone().unwrap_or_default();
+        let (what, help) = match waiting.reason.as_deref() {
+            Some("CrashLoopBackOff") => (
+                format!("is crash-looping ({} restarts)", status.restart_count),
+                format!("read its logs: kubectl logs -n {} {name} -c {container} --previous", pod.metadata.namespace.as_deref().unwrap_or_default()),
+            ),
+            Some(reason @ ("ImagePullBackOff" | "ErrImagePull" | "InvalidImageName")) => (
+                format!("cannot pull image {} ({reason}): {message}", status.image),
+                "check that the tag exists for the nodes' platform (`paperclipctl plan` lists the preflight checks) and the pull credentials".to_string(),
+            ),
+            Some("CreateContainerConfigError") => (
+                format!("cannot be configured: {message}"),
+                "a Secret or key it needs is missing: check its ExternalSecret is synced, or mark it optional in app.envFrom".to_string(),
+            ),
+            _ => continue,
+        };
+        return Some(Error::not_healthy(format!("{}: container {container} of pod {name} {what}", owner.id()), help));
+    }
+    None
+}
+
+/// The error for a wait that ran out of time: the last status and the latest Warning events.
+async fn timed_out(client: &kube::Client, namespace: &str, object: &Object, last: Option<String>) -> Error {
+    let events = Api::<Event>::namespaced(client.clone(), namespace);
+    let listed = events.list(&ListParams::default().fields("type=Warning")).await;
+    let name = object.name();
+    let mut warnings: Vec<Event> = match listed {
+        Ok(list) => list
+            .items
+            .into_iter()
+            .filter(|e| {
+                let involved = e.involved_object.name.as_deref().unwrap_or_default();
+                involved == name || involved.starts_with(&format!("{name}-"))
+            })
+            .collect(),
+        Err(e) => return api_error(e, "list", "events", Some(namespace)),
+    };
+    warnings.sort_by_key(|e| e.last_timestamp.clone().map(|t| t.0));
+    let lines: Vec<String> = warnings
+        .iter()
+        .rev()
+        .take(5)
+        .map(|e| {
+            format!(
+                "{} {}: {}",
+                e.involved_object.name.as_deref().unwrap_or_default(),
+                e.reason.as_deref().unwrap_or_default(),
+                e.message.as_deref().unwrap_or_default()
+            )
+        })
+        .collect();
+    let status = last.unwrap_or_else(|| "no status seen".into());
+    let events = if lines.is_empty() { "no Warning events".to_string() } else { format!("latest Warning events:\n  {}", lines.join("\n  ")) };
+    Error::not_healthy(
+        format!("{} did not become healthy in time ({status}); {events}", object.id()),
+        "fix what the events say and run the command again; it continues where it stopped",
+    )
+}
+
+/// How long each wave may take to become healthy unless told otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);

@@ -1,0 +1,184 @@
+//! The install of a rendered release: waves applied in order with server-side apply, each one
+//! waited for before the next starts, onboarding, and a release record. The command layer adds
+//! preflight, secrets and printing around it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use serde_json::{Value, json};
+
+use crate::cluster::apply::{self, Change};
+use crate::cluster::lock::Lock;
+use crate::cluster::{api_error, wait};
+use crate::error::{Error, Result};
+use crate::onboarding;
+use crate::profile::Profile;
+use crate::release;
+use crate::render::{Object, Release, meta};
+
+/// What an install did.
+#[derive(Debug)]
+pub struct Summary {
+    /// Every object with what applying it did, in apply order.
+    pub changes: Vec<(String, Change)>,
+    /// The revision recorded, or `None` when the release was already up to date.
+    pub revision: Option<u32>,
+    pub onboarding: Option<onboarding::Outcome>,
+}
+
+impl Summary {
+    pub fn up_to_date(&self) -> bool {
+        self.revision.is_none()
+    }
+}
+
+/// Installs `release` (rendered from `profile`) and waits for it; `progress` hears each step.
+pub async fn run(
+    client: &kube::Client,
+    profile: &Profile,
+    release: &Release,
+    timeout: Duration,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Summary> {
+    let namespace = release.namespace.as_str();
+    let values = values(client, profile, release).await?;
+    if up_to_date(client, profile, release, &values).await? {
+        let changes = release.objects().map(|o| (o.id(), Change::Unchanged)).collect();
+        return Ok(Summary { changes, revision: None, onboarding: None });
+    }
+    // The lock lives in the release's namespace, so that comes first (rendering puts it first).
+    let first = release.objects().next().expect("a release has objects");
+    debug_assert!(matches!(first, Object::Namespace(_)));
+    let mut changes = vec![(first.id(), apply::apply(client, first, &values[0], false).await?)];
+    let lock = Lock::acquire(client, namespace).await?;
+    let outcome = apply_waves(client, release, &values, timeout, progress, &mut changes).await;
+    let onboarding = match outcome {
+        Ok(()) => {
+            progress("onboarding");
+            onboarding::run(client, namespace).await.map(Some)
+        }
+        Err(e) => Err(e),
+    };
+    let result = match &onboarding {
+        Ok(_) => "deployed".to_string(),
+        Err(e) => format!("failed: {e}"),
+    };
+    let images = images(client, release).await.unwrap_or_default();
+    let revision = release::store(client, namespace, release::record(profile, release, images, result)).await;
+    lock.release().await;
+    let onboarding = onboarding?;
+    Ok(Summary { changes, revision: Some(revision?), onboarding })
+}
+
+async fn apply_waves(
+    client: &kube::Client,
+    release: &Release,
+    values: &[Value],
+    timeout: Duration,
+    progress: &(dyn Fn(&str) + Sync),
+    changes: &mut Vec<(String, Change)>,
+) -> Result<()> {
+    let mut values = values.iter();
+    for wave in &release.waves {
+        progress(&format!("wave {}: {}", wave.number, wave.title));
+        for (object, value) in wave.objects.iter().zip(values.by_ref()) {
+            if matches!(object, Object::Namespace(_)) {
+                continue;
+            }
+            let change = apply::apply(client, object, value, false).await?;
+            progress(&format!("{} {}", object.id(), change.as_str()));
+            changes.push((object.id(), change));
+        }
+        progress(&format!("waiting for {}", wave.wait_for.join(", ")));
+        wait::wave(client, &release.namespace, wave, timeout, &|id| progress(&format!("{id} is healthy"))).await?;
+    }
+    Ok(())
+}
+
+/// Nothing to do: the last revision installed this very profile and every object is unchanged.
+/// Decided with reads and dry runs only, so a no-op install writes nothing, not even the lock.
+async fn up_to_date(client: &kube::Client, profile: &Profile, release: &Release, values: &[Value]) -> Result<bool> {
+    let namespace = &release.namespace;
+    if apply::get(client, "Namespace", namespace, None).await?.is_none() {
+        return Ok(false);
+    }
+    let history = release::history(client, namespace).await?;
+    let same = history
+        .last()
+        .is_some_and(|r| r.result == "deployed" && r.profile_digest == release::profile_digest(profile));
+    if !same {
+        return Ok(false);
+    }
+    for (object, value) in release.objects().zip(values) {
+        if apply::apply(client, object, value, true).await? != Change::Unchanged {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Each object as it is applied: the rendered object plus, for Secrets paperclipctl fills, their
+/// values — looked up from the live Secret when present, never regenerated.
+async fn values(client: &kube::Client, profile: &Profile, release: &Release) -> Result<Vec<Value>> {
+    let mut values = Vec::new();
+    for object in release.objects() {
+        let mut value = serde_json::to_value(object)?;
+        if let Object::Secret(secret) = object
+            && let Some(keys) = secret.metadata.annotations.as_ref().and_then(|a| a.get(meta::GENERATED_KEYS))
+        {
+            let live = apply::get(client, "Secret", object.name(), object.namespace()).await?;
+            let live_data = live.as_ref().and_then(|l| l.data.get("data")).cloned().unwrap_or(Value::Null);
+            let mut data = serde_json::Map::new();
+            for key in keys.split(',') {
+                let encoded = match (object.name(), key) {
+                    (meta::SHELL_KEYS_SECRET, _) => encode(&authorized_keys(profile)),
+                    _ => match live_data.get(key).and_then(Value::as_str) {
+                        Some(existing) => existing.to_string(),
+                        None => encode(&generate_password()?),
+                    },
+                };
+                data.insert(key.to_string(), json!(encoded));
+            }
+            value["data"] = Value::Object(data);
+        }
+        values.push(value);
+    }
+    Ok(values)
+}
+
+fn authorized_keys(profile: &Profile) -> String {
+    let keys = profile.shell.as_ref().map(|s| s.authorized_keys.join("\n")).unwrap_or_default();
+    if keys.is_empty() { keys } else { keys + "\n" }
+}
+
+fn encode(value: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(value)
+}
+
+/// 32 random bytes as hex: URL-safe, so it goes into DATABASE_URL without escaping.
+fn generate_password() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| Error::cluster(format!("no randomness for a password: {e}"), "run again"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The images the release's pods really run (`image@digest` where the kubelet reported one).
+async fn images(client: &kube::Client, release: &Release) -> Result<BTreeMap<String, String>> {
+    let pods = Api::<Pod>::namespaced(client.clone(), &release.namespace);
+    let selector = format!("{}={}", meta::MANAGED_BY.0, meta::MANAGED_BY.1);
+    let list = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| api_error(e, "list", "pods", Some(&release.namespace)))?;
+    let mut images = BTreeMap::new();
+    for pod in list.items {
+        for status in pod.status.iter().flat_map(|s| s.container_statuses.iter().flatten()) {
+            let digest = status.image_id.split_once("@").map(|(_, d)| d.to_string());
+            images.insert(status.image.clone(), digest.unwrap_or_default());
+        }
+    }
+    Ok(images)
+}
