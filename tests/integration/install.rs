@@ -1,0 +1,359 @@
+//! `paperclipctl install` against the harness: a real API server, real External Secrets syncing
+//! from the Infisical double, KWOK pods, and the upstream-CLI stand-in for onboarding.
+
+use std::collections::BTreeMap;
+use std::process::Output;
+
+use infisical::secrets::CreateSecretRequest;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{Api, DynamicObject, ListParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+
+use crate::harness::Harness;
+use crate::harness::infisical::{Infisical, Project};
+
+const LLM_KEY: &str = "llm-key-for-install-tests";
+
+/// A release under test: its namespace and Infisical project, seeded like an operator would.
+struct Setup {
+    namespace: String,
+    project: Project,
+}
+
+async fn setup(prefix: &str, seed: &[&str]) -> Setup {
+    let h = Harness::shared();
+    let infisical = Infisical::new();
+    let namespace = h.namespace(prefix).await;
+    let project = infisical.project(prefix).await;
+    let client = infisical.client(infisical.identity()).await;
+    for key in seed {
+        let value = if *key == "PAPERCLIP_LITELLM_KEY" {
+            LLM_KEY.to_string()
+        } else {
+            format!("{key}-value")
+        };
+        client
+            .secrets()
+            .create(CreateSecretRequest::builder(*key, &value, &project.id, "prod").build())
+            .await
+            .unwrap();
+    }
+    let identity = infisical.identity();
+    let credentials = Secret {
+        metadata: ObjectMeta {
+            name: Some("infisical-universal-auth".into()),
+            ..Default::default()
+        },
+        string_data: Some(BTreeMap::from([
+            ("clientId".to_string(), identity.client_id.clone()),
+            ("clientSecret".to_string(), identity.client_secret.clone()),
+        ])),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(h.client().await, &namespace)
+        .create(&PostParams::default(), &credentials)
+        .await
+        .unwrap();
+    Setup { namespace, project }
+}
+
+/// Runs `paperclipctl install` of the frank profile, pointed at the harness and `setup`.
+async fn install(setup: &Setup, extra: &[&str]) -> Output {
+    let h = Harness::shared();
+    let sets = [
+        "secrets.store.kind=SecretStore".to_string(),
+        "secrets.store.name=paperclip-infisical".to_string(),
+        format!("secrets.store.hostApi={}", h.var("INFISICAL_API_URL")),
+        format!("secrets.store.projectSlug={}", setup.project.slug),
+        "secrets.store.environmentSlug=prod".to_string(),
+        "secrets.store.secretsPath=/".to_string(),
+        "secrets.store.credentials.namespace=null".to_string(),
+    ];
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_paperclipctl"));
+    command
+        .args([
+            "install",
+            "--profile",
+            "frank",
+            "--namespace",
+            &setup.namespace,
+            "--timeout",
+            "60s",
+        ])
+        .args(sets.iter().flat_map(|s| ["--set", s.as_str()]))
+        .args(extra)
+        .env("KUBECONFIG", h.var("KUBECONFIG"))
+        .env("CI", "true")
+        .env("NO_COLOR", "1");
+    command.output().await.unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// resourceVersion of every object paperclipctl manages in `namespace`, plus its release records.
+async fn versions(namespace: &str) -> BTreeMap<String, String> {
+    let client = Harness::shared().client().await;
+    let mut versions = BTreeMap::new();
+    let kinds = [
+        ("", "v1", "Secret", "secrets"),
+        ("", "v1", "Service", "services"),
+        ("", "v1", "ConfigMap", "configmaps"),
+        ("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
+        ("apps", "v1", "Deployment", "deployments"),
+        ("apps", "v1", "StatefulSet", "statefulsets"),
+        (
+            "external-secrets.io",
+            "v1",
+            "ExternalSecret",
+            "externalsecrets",
+        ),
+        ("external-secrets.io", "v1", "SecretStore", "secretstores"),
+        ("coordination.k8s.io", "v1", "Lease", "leases"),
+    ];
+    for (group, version, kind, plural) in kinds {
+        let resource =
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+        let api = Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &resource);
+        for object in api.list(&ListParams::default()).await.unwrap().items {
+            let name = object.metadata.name.clone().unwrap_or_default();
+            versions.insert(
+                format!("{kind}/{name}"),
+                object.metadata.resource_version.clone().unwrap_or_default(),
+            );
+        }
+    }
+    versions
+}
+
+#[tokio::test]
+async fn fresh_install_reaches_ready_in_wave_order_onboards_once_and_a_second_run_changes_nothing()
+{
+    let h = Harness::shared();
+    let setup = setup("install", &["PAPERCLIP_LITELLM_KEY", "BETTER_AUTH_SECRET"]).await;
+    let home = tempfile::tempdir().unwrap();
+    let _exec = h
+        .serve_app_exec(&setup.namespace, &home.path().join("paperclip"))
+        .await;
+
+    let run = install(&setup, &[]).await;
+    let (stdout, stderr) = (text(&run.stdout), text(&run.stderr));
+    assert!(run.status.success(), "install failed:\n{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "Paperclip is installed in namespace {} (revision 1",
+            setup.namespace
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Shell: ssh -p 22 agent@192.168.55.221"),
+        "{stdout}"
+    );
+    // The database was healthy before anything of wave 1 was created.
+    let at = |s: &str| {
+        stderr
+            .find(s)
+            .unwrap_or_else(|| panic!("no {s:?} in:\n{stderr}"))
+    };
+    assert!(
+        at("StatefulSet/paperclip-db-postgresql is healthy")
+            < at("PersistentVolumeClaim/paperclip-data created")
+    );
+    assert!(at("ExternalSecret/paperclip-auth is healthy") < at("Deployment/paperclip created"));
+
+    // External Secrets synced the values from Infisical, merged with the static base URL.
+    let secrets = Api::<Secret>::namespaced(h.client().await, &setup.namespace);
+    let llm = secrets
+        .get("paperclip-llm-key")
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    assert_eq!(llm["OPENAI_API_KEY"].0, LLM_KEY.as_bytes());
+    assert_eq!(
+        llm["OPENAI_BASE_URL"].0,
+        b"http://litellm.litellm.svc.cluster.local:4000"
+    );
+    // The generated database password exists and is never printed.
+    let password = secrets
+        .get("paperclip-db-postgresql")
+        .await
+        .unwrap()
+        .data
+        .unwrap()["password"]
+        .clone();
+    assert_eq!(password.0.len(), 64);
+    let password = String::from_utf8(password.0).unwrap();
+    assert!(!stdout.contains(&password) && !stderr.contains(&password));
+    assert!(!stdout.contains(LLM_KEY) && !stderr.contains(LLM_KEY));
+
+    // Onboarding ran exactly once, as uid 1000, and left upstream's files on the volume.
+    let instance = home.path().join("paperclip/instances/default");
+    assert!(instance.join("config.json").is_file());
+    assert!(instance.join("secrets/master.key").is_file());
+    let calls = std::fs::read_to_string(home.path().join("paperclip/calls.log")).unwrap();
+    let onboards: Vec<serde_json::Value> = calls
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|c| c["argv"][0] == "onboard")
+        .collect();
+    assert_eq!(onboards.len(), 1, "{calls}");
+    assert_eq!(onboards[0]["uid"], 1000);
+
+    // A second install of the same profile writes nothing at all.
+    let before = versions(&setup.namespace).await;
+    let again = install(&setup, &[]).await;
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stdout).contains("is up to date: nothing changed"),
+        "{}",
+        text(&again.stdout)
+    );
+    assert_eq!(versions(&setup.namespace).await, before);
+    let calls_after = std::fs::read_to_string(home.path().join("paperclip/calls.log")).unwrap();
+    assert_eq!(calls_after, calls, "onboarding must not run again");
+}
+
+#[tokio::test]
+async fn a_lock_held_by_a_live_run_refuses_a_second_run() {
+    let h = Harness::shared();
+    let setup = setup("locked", &[]).await;
+    let lease = Lease {
+        metadata: ObjectMeta {
+            name: Some("paperclipctl-lock".into()),
+            ..Default::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some("paperclipctl@laptop/4242".into()),
+            lease_duration_seconds: Some(30),
+            renew_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
+            ..Default::default()
+        }),
+    };
+    Api::<Lease>::namespaced(h.client().await, &setup.namespace)
+        .create(&PostParams::default(), &lease)
+        .await
+        .unwrap();
+    let run = install(&setup, &[]).await;
+    assert_eq!(run.status.code(), Some(4), "{}", text(&run.stderr));
+    let stderr = text(&run.stderr);
+    assert!(
+        stderr
+            .contains("another paperclipctl run holds the release lock: paperclipctl@laptop/4242"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("expires by itself"), "{stderr}");
+    // Nothing of the release was written behind the lock.
+    let statefulsets = versions(&setup.namespace).await;
+    assert!(
+        !statefulsets.keys().any(|k| k.starts_with("StatefulSet/")),
+        "{statefulsets:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_required_secret_missing_in_infisical_names_its_external_secret() {
+    let setup = setup("missing", &["PAPERCLIP_LITELLM_KEY"]).await;
+    let run = install(&setup, &["--timeout", "8s"]).await;
+    let stderr = text(&run.stderr);
+    assert_eq!(run.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains("ExternalSecret/paperclip-auth did not become healthy in time"),
+        "{stderr}"
+    );
+    // The External Secrets controller's own condition says what is wrong.
+    assert!(stderr.contains("SecretSyncedError"), "{stderr}");
+    let versions = versions(&setup.namespace).await;
+    assert!(
+        !versions.contains_key("Deployment/paperclip"),
+        "wave 1 must not start: {versions:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_api_server_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("config");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\ncurrent-context: dead\nclusters:\n- name: dead\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: dead\n  context:\n    cluster: dead\n    user: nobody\nusers:\n- name: nobody\n  user:\n    token: x\n",
+    )
+    .unwrap();
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_paperclipctl"))
+        .args([
+            "install",
+            "--profile",
+            "frank",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ])
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(run.status.code(), Some(4));
+    assert!(
+        text(&run.stderr).contains("the Kubernetes API at https://127.0.0.1:1/ did not answer"),
+        "{}",
+        text(&run.stderr)
+    );
+}
+
+#[tokio::test]
+async fn plan_yaml_is_accepted_by_kubectl_server_side_apply() {
+    let h = Harness::shared();
+    let namespace = h.namespace("manifests").await;
+    let plan = std::process::Command::new(env!("CARGO_BIN_EXE_paperclipctl"))
+        .args([
+            "plan",
+            "--profile",
+            "frank",
+            "--namespace",
+            &namespace,
+            "-o",
+            "yaml",
+        ])
+        .output()
+        .unwrap();
+    assert!(plan.status.success(), "{}", text(&plan.stderr));
+    let mut apply = h
+        .kubectl()
+        .args([
+            "apply",
+            "--server-side",
+            "--dry-run=server",
+            "--field-manager=paperclipctl",
+            "-f",
+            "-",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    apply.stdin.take().unwrap().write_all(&plan.stdout).unwrap();
+    let out = apply.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl refused the manifests:\n{}",
+        text(&out.stderr)
+    );
+    let applied = text(&out.stdout);
+    for object in [
+        "statefulset.apps/paperclip-db-postgresql",
+        "deployment.apps/paperclip",
+        "clustersecretstore.external-secrets.io/infisical",
+        "externalsecret.external-secrets.io/paperclip-llm-key",
+        "service/paperclip-shell",
+    ] {
+        assert!(
+            applied.contains(&format!("{object} serverside-applied")),
+            "{object} missing in:\n{applied}"
+        );
+    }
+}
