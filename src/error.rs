@@ -61,6 +61,10 @@ pub enum Error {
         help: Option<String>,
     },
 
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Image(#[from] crate::image::ImageError),
+
     #[error("cannot write the output: {0}")]
     #[diagnostic(code(paperclipctl::output))]
     Output(#[from] std::io::Error),
@@ -79,7 +83,7 @@ impl Error {
             Error::Lint { .. } => exit::LINT,
             Error::Cluster { .. } => exit::CLUSTER,
             Error::NotHealthy { .. } => exit::NOT_HEALTHY,
-            Error::Output(_) | Error::Serialize(_) => exit::FAILURE,
+            Error::Output(_) | Error::Serialize(_) | Error::Image(_) => exit::FAILURE,
         }
     }
 

@@ -45,13 +45,23 @@ pub async fn run(
     let namespace = release.namespace.as_str();
     let values = values(client, profile, release).await?;
     if up_to_date(client, profile, release, &values).await? {
-        let changes = release.objects().map(|o| (o.id(), Change::Unchanged)).collect();
-        return Ok(Summary { changes, revision: None, onboarding: None });
+        let changes = release
+            .objects()
+            .map(|o| (o.id(), Change::Unchanged))
+            .collect();
+        return Ok(Summary {
+            changes,
+            revision: None,
+            onboarding: None,
+        });
     }
     // The lock lives in the release's namespace, so that comes first (rendering puts it first).
     let first = release.objects().next().expect("a release has objects");
     debug_assert!(matches!(first, Object::Namespace(_)));
-    let mut changes = vec![(first.id(), apply::apply(client, first, &values[0], false).await?)];
+    let mut changes = vec![(
+        first.id(),
+        apply::apply(client, first, &values[0], false).await?,
+    )];
     let lock = Lock::acquire(client, namespace).await?;
     let outcome = apply_waves(client, release, &values, timeout, progress, &mut changes).await;
     let onboarding = match outcome {
@@ -66,10 +76,19 @@ pub async fn run(
         Err(e) => format!("failed: {e}"),
     };
     let images = images(client, release).await.unwrap_or_default();
-    let revision = release::store(client, namespace, release::record(profile, release, images, result)).await;
+    let revision = release::store(
+        client,
+        namespace,
+        release::record(profile, release, images, result),
+    )
+    .await;
     lock.release().await;
     let onboarding = onboarding?;
-    Ok(Summary { changes, revision: Some(revision?), onboarding })
+    Ok(Summary {
+        changes,
+        revision: Some(revision?),
+        onboarding,
+    })
 }
 
 async fn apply_waves(
@@ -88,26 +107,37 @@ async fn apply_waves(
                 continue;
             }
             let change = apply::apply(client, object, value, false).await?;
-            progress(&format!("{} {}", object.id(), change.as_str()));
+            progress(&format!("{} {}", object.id(), change.describe()));
             changes.push((object.id(), change));
         }
         progress(&format!("waiting for {}", wave.wait_for.join(", ")));
-        wait::wave(client, &release.namespace, wave, timeout, &|id| progress(&format!("{id} is healthy"))).await?;
+        wait::wave(client, &release.namespace, wave, timeout, &|id| {
+            progress(&format!("{id} is healthy"))
+        })
+        .await?;
     }
     Ok(())
 }
 
 /// Nothing to do: the last revision installed this very profile and every object is unchanged.
 /// Decided with reads and dry runs only, so a no-op install writes nothing, not even the lock.
-async fn up_to_date(client: &kube::Client, profile: &Profile, release: &Release, values: &[Value]) -> Result<bool> {
+async fn up_to_date(
+    client: &kube::Client,
+    profile: &Profile,
+    release: &Release,
+    values: &[Value],
+) -> Result<bool> {
     let namespace = &release.namespace;
-    if apply::get(client, "Namespace", namespace, None).await?.is_none() {
+    if apply::get(client, "Namespace", namespace, None)
+        .await?
+        .is_none()
+    {
         return Ok(false);
     }
     let history = release::history(client, namespace).await?;
-    let same = history
-        .last()
-        .is_some_and(|r| r.result == "deployed" && r.profile_digest == release::profile_digest(profile));
+    let same = history.last().is_some_and(|r| {
+        r.result == "deployed" && r.profile_digest == release::profile_digest(profile)
+    });
     if !same {
         return Ok(false);
     }
@@ -126,10 +156,18 @@ async fn values(client: &kube::Client, profile: &Profile, release: &Release) -> 
     for object in release.objects() {
         let mut value = serde_json::to_value(object)?;
         if let Object::Secret(secret) = object
-            && let Some(keys) = secret.metadata.annotations.as_ref().and_then(|a| a.get(meta::GENERATED_KEYS))
+            && let Some(keys) = secret
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(meta::GENERATED_KEYS))
         {
             let live = apply::get(client, "Secret", object.name(), object.namespace()).await?;
-            let live_data = live.as_ref().and_then(|l| l.data.get("data")).cloned().unwrap_or(Value::Null);
+            let live_data = live
+                .as_ref()
+                .and_then(|l| l.data.get("data"))
+                .cloned()
+                .unwrap_or(Value::Null);
             let mut data = serde_json::Map::new();
             for key in keys.split(',') {
                 let encoded = match (object.name(), key) {
@@ -149,7 +187,11 @@ async fn values(client: &kube::Client, profile: &Profile, release: &Release) -> 
 }
 
 fn authorized_keys(profile: &Profile) -> String {
-    let keys = profile.shell.as_ref().map(|s| s.authorized_keys.join("\n")).unwrap_or_default();
+    let keys = profile
+        .shell
+        .as_ref()
+        .map(|s| s.authorized_keys.join("\n"))
+        .unwrap_or_default();
     if keys.is_empty() { keys } else { keys + "\n" }
 }
 
@@ -161,7 +203,8 @@ fn encode(value: &str) -> String {
 /// 32 random bytes as hex: URL-safe, so it goes into DATABASE_URL without escaping.
 fn generate_password() -> Result<String> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| Error::cluster(format!("no randomness for a password: {e}"), "run again"))?;
+    getrandom::fill(&mut bytes)
+        .map_err(|e| Error::cluster(format!("no randomness for a password: {e}"), "run again"))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
@@ -175,7 +218,11 @@ async fn images(client: &kube::Client, release: &Release) -> Result<BTreeMap<Str
         .map_err(|e| api_error(e, "list", "pods", Some(&release.namespace)))?;
     let mut images = BTreeMap::new();
     for pod in list.items {
-        for status in pod.status.iter().flat_map(|s| s.container_statuses.iter().flatten()) {
+        for status in pod
+            .status
+            .iter()
+            .flat_map(|s| s.container_statuses.iter().flatten())
+        {
             let digest = status.image_id.split_once("@").map(|(_, d)| d.to_string());
             images.insert(status.image.clone(), digest.unwrap_or_default());
         }

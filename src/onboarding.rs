@@ -77,8 +77,17 @@ pub async fn run(client: &kube::Client, namespace: &str) -> Result<Outcome> {
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
         .and_then(|p| p.metadata.name.clone())
-        .ok_or_else(|| Error::not_healthy("no running app pod to onboard", "run `paperclipctl install` again once the app is Ready"))?;
-    let params = AttachParams::default().container(meta::APP_NAME).stdout(true).stderr(true).stdin(false);
+        .ok_or_else(|| {
+            Error::not_healthy(
+                "no running app pod to onboard",
+                "run `paperclipctl install` again once the app is Ready",
+            )
+        })?;
+    let params = AttachParams::default()
+        .container(meta::APP_NAME)
+        .stdout(true)
+        .stderr(true)
+        .stdin(false);
     let exec = async {
         let mut process = pods
             .exec(&pod, ["sh", "-c", SCRIPT], &params)
@@ -86,7 +95,10 @@ pub async fn run(client: &kube::Client, namespace: &str) -> Result<Outcome> {
             .map_err(|e| api_error(e, "create", "pods/exec", Some(namespace)))?;
         let mut output = String::new();
         if let Some(mut stdout) = process.stdout() {
-            stdout.read_to_string(&mut output).await.map_err(Error::Output)?;
+            stdout
+                .read_to_string(&mut output)
+                .await
+                .map_err(Error::Output)?;
         }
         let status = match process.take_status() {
             Some(status) => status.await,
@@ -97,8 +109,14 @@ pub async fn run(client: &kube::Client, namespace: &str) -> Result<Outcome> {
     };
     let (output, status) = tokio::time::timeout(TIMEOUT, exec).await.map_err(|_| {
         Error::not_healthy(
-            format!("onboarding in pod {pod} did not finish within {}s", TIMEOUT.as_secs()),
-            format!("look at the pod's processes: kubectl exec -n {namespace} {pod} -c {} -- ps", meta::APP_NAME),
+            format!(
+                "onboarding in pod {pod} did not finish within {}s",
+                TIMEOUT.as_secs()
+            ),
+            format!(
+                "look at the pod's processes: kubectl exec -n {namespace} {pod} -c {} -- ps",
+                meta::APP_NAME
+            ),
         )
     })??;
     parse(&output, &status, &pod)
@@ -113,13 +131,22 @@ fn parse(output: &str, status: &str, pod: &str) -> Result<Outcome> {
     if output.contains("paperclipctl-onboarding: onboarded") {
         let invite_url = output.lines().find_map(|line| {
             let at = line.to_ascii_lowercase().find("invite url:")?;
-            line[at + "invite url:".len()..].split_whitespace().next().map(str::to_string)
+            line[at + "invite url:".len()..]
+                .split_whitespace()
+                .next()
+                .map(str::to_string)
         });
         return Ok(Outcome::Onboarded { invite_url });
     }
-    let tail: Vec<&str> = output.lines().filter(|l| !l.starts_with("paperclipctl-onboarding:")).collect();
+    let tail: Vec<&str> = output
+        .lines()
+        .filter(|l| !l.starts_with("paperclipctl-onboarding:"))
+        .collect();
     Err(Error::not_healthy(
-        format!("onboarding failed in pod {pod} ({status}): {}", tail.join("\n")),
+        format!(
+            "onboarding failed in pod {pod} ({status}): {}",
+            tail.join("\n")
+        ),
         "fix what upstream's output says and run `paperclipctl install` again; onboarding runs until it succeeds once",
     ))
 }
@@ -130,13 +157,24 @@ mod tests {
 
     #[test]
     fn reads_the_invite_url_behind_prompt_decorations() {
-        let out = "paperclipctl-onboarding: onboarded\n│  Invite URL: http://x:3100/invite/pcp_1 \n";
+        let out =
+            "paperclipctl-onboarding: onboarded\n│  Invite URL: http://x:3100/invite/pcp_1 \n";
         assert_eq!(
             parse(out, "Success", "p").unwrap(),
-            Outcome::Onboarded { invite_url: Some("http://x:3100/invite/pcp_1".into()) }
+            Outcome::Onboarded {
+                invite_url: Some("http://x:3100/invite/pcp_1".into())
+            }
         );
-        assert_eq!(parse("paperclipctl-onboarding: already-onboarded\n", "", "p").unwrap(), Outcome::AlreadyDone);
-        let e = parse("paperclipctl-onboarding: failed\nEACCES: permission denied\n", "Failure", "p").unwrap_err();
+        assert_eq!(
+            parse("paperclipctl-onboarding: already-onboarded\n", "", "p").unwrap(),
+            Outcome::AlreadyDone
+        );
+        let e = parse(
+            "paperclipctl-onboarding: failed\nEACCES: permission denied\n",
+            "Failure",
+            "p",
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("EACCES: permission denied"), "{e}");
     }
 }

@@ -38,12 +38,20 @@ pub struct Record {
 
 pub fn profile_digest(profile: &Profile) -> String {
     let json = serde_json::to_vec(profile).expect("a profile always serializes");
-    let hex: String = Sha256::digest(&json).iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = Sha256::digest(&json)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     format!("sha256:{hex}")
 }
 
 /// The record for `release`, not yet numbered or stored.
-pub fn record(profile: &Profile, release: &Release, images: BTreeMap<String, String>, result: String) -> Record {
+pub fn record(
+    profile: &Profile,
+    release: &Release,
+    images: BTreeMap<String, String>,
+    result: String,
+) -> Record {
     Record {
         revision: 0,
         profile: profile.name.clone(),
@@ -75,18 +83,31 @@ pub async fn history(client: &kube::Client, namespace: &str) -> Result<Vec<Recor
 
 /// Stores `record` as the next revision and returns its number.
 pub async fn store(client: &kube::Client, namespace: &str, mut record: Record) -> Result<u32> {
-    let revision = history(client, namespace).await?.last().map_or(1, |r| r.revision + 1);
+    let revision = history(client, namespace)
+        .await?
+        .last()
+        .map_or(1, |r| r.revision + 1);
     record.revision = revision;
-    let status = if record.result == "deployed" { "deployed" } else { "failed" };
+    let status = if record.result == "deployed" {
+        "deployed"
+    } else {
+        "failed"
+    };
     let labels = BTreeMap::from([
         (RELEASE_LABEL.to_string(), meta::RELEASE.to_string()),
         (REVISION_LABEL.to_string(), revision.to_string()),
         (STATUS_LABEL.to_string(), status.to_string()),
-        (meta::MANAGED_BY.0.to_string(), meta::MANAGED_BY.1.to_string()),
+        (
+            meta::MANAGED_BY.0.to_string(),
+            meta::MANAGED_BY.1.to_string(),
+        ),
     ]);
     let secret = Secret {
         metadata: ObjectMeta {
-            name: Some(format!("paperclipctl.release.{}.v{revision}", meta::RELEASE)),
+            name: Some(format!(
+                "paperclipctl.release.{}.v{revision}",
+                meta::RELEASE
+            )),
             namespace: Some(namespace.to_string()),
             labels: Some(labels),
             ..Default::default()

@@ -13,19 +13,37 @@ use crate::render::Object;
 pub const FIELD_MANAGER: &str = "paperclipctl";
 
 /// What applying one object did (or, in a dry run, would do).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     Created,
-    Configured,
+    /// Changed, with the paths of the fields that differ.
+    Configured(Vec<String>),
     Unchanged,
 }
 
 impl Change {
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &'static str {
         match self {
             Change::Created => "created",
-            Change::Configured => "configured",
+            Change::Configured(_) => "configured",
             Change::Unchanged => "unchanged",
+        }
+    }
+
+    /// `configured (spec.replicas, …)`, for progress lines.
+    pub fn describe(&self) -> String {
+        match self {
+            Change::Configured(paths) => {
+                let shown: Vec<&str> = paths.iter().take(5).map(String::as_str).collect();
+                let more = paths.len().saturating_sub(shown.len());
+                let more = if more > 0 {
+                    format!(", and {more} more")
+                } else {
+                    String::new()
+                };
+                format!("configured ({}{more})", shown.join(", "))
+            }
+            other => other.as_str().to_string(),
         }
     }
 }
@@ -59,7 +77,12 @@ fn api(client: &kube::Client, kind: &str, namespace: Option<&str>) -> Api<Dynami
 
 /// Applies `object` (already carrying any generated values) unless it would not change.
 /// With `dry_run`, nothing is written and the answer says what a real apply would do.
-pub async fn apply(client: &kube::Client, object: &Object, value: &Value, dry_run: bool) -> Result<Change> {
+pub async fn apply(
+    client: &kube::Client,
+    object: &Object,
+    value: &Value,
+    dry_run: bool,
+) -> Result<Change> {
     let kind = object.kind();
     let name = object.name();
     let namespace = object.namespace();
@@ -77,8 +100,14 @@ pub async fn apply(client: &kube::Client, object: &Object, value: &Value, dry_ru
         .map_err(|e| api_error(e, "apply (dry run)", &resource, namespace))?;
     let change = match &live {
         None => Change::Created,
-        Some(live) if comparable(live) == comparable(&would_be) => Change::Unchanged,
-        Some(_) => Change::Configured,
+        Some(live) => {
+            let paths = changed_paths(&comparable(live), &comparable(&would_be));
+            if paths.is_empty() {
+                Change::Unchanged
+            } else {
+                Change::Configured(paths)
+            }
+        }
     };
     if change != Change::Unchanged && !dry_run {
         api.patch(name, &params, &patch)
@@ -88,11 +117,52 @@ pub async fn apply(client: &kube::Client, object: &Object, value: &Value, dry_ru
     Ok(change)
 }
 
+/// The fields (as paths such as `spec.replicas`) whose values differ between two objects. Only
+/// paths, never values: a Secret's data must not reach the output.
+fn changed_paths(a: &Value, b: &Value) -> Vec<String> {
+    fn walk(a: &Value, b: &Value, path: String, out: &mut Vec<String>) {
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for key in keys {
+                    let next = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    walk(
+                        x.get(key).unwrap_or(&Value::Null),
+                        y.get(key).unwrap_or(&Value::Null),
+                        next,
+                        out,
+                    );
+                }
+            }
+            (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+                for (i, (x, y)) in x.iter().zip(y).enumerate() {
+                    walk(x, y, format!("{path}[{i}]"), out);
+                }
+            }
+            _ if a != b => out.push(path),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(a, b, String::new(), &mut out);
+    out
+}
+
 /// The object without what the server changes on every write (or never lets us set).
 fn comparable(object: &DynamicObject) -> Value {
     let mut value = serde_json::to_value(object).unwrap_or(Value::Null);
     if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
-        for key in ["managedFields", "resourceVersion", "generation", "creationTimestamp", "uid"] {
+        for key in [
+            "managedFields",
+            "resourceVersion",
+            "generation",
+            "creationTimestamp",
+            "uid",
+        ] {
             meta.remove(key);
         }
     }
@@ -103,7 +173,12 @@ fn comparable(object: &DynamicObject) -> Value {
 }
 
 /// Reads one live object, if it exists (for generated values that must never be regenerated).
-pub async fn get(client: &kube::Client, kind: &str, name: &str, namespace: Option<&str>) -> Result<Option<DynamicObject>> {
+pub async fn get(
+    client: &kube::Client,
+    kind: &str,
+    name: &str,
+    namespace: Option<&str>,
+) -> Result<Option<DynamicObject>> {
     api(client, kind, namespace)
         .get_opt(name)
         .await

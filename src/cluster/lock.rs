@@ -40,7 +40,9 @@ fn live_holder(lease: &Lease) -> Option<(String, Timestamp)> {
     let holder = spec.holder_identity.clone().filter(|h| !h.is_empty())?;
     let renewed = spec.renew_time.as_ref()?.0;
     let duration = i64::from(spec.lease_duration_seconds.unwrap_or(LEASE_SECONDS));
-    let expires = renewed.checked_add(k8s_openapi::jiff::SignedDuration::from_secs(duration)).ok()?;
+    let expires = renewed
+        .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(duration))
+        .ok()?;
     (expires > Timestamp::now()).then_some((holder, expires))
 }
 
@@ -82,8 +84,12 @@ impl Lock {
                     ));
                 }
                 // resourceVersion makes the takeover fail if someone else took it meanwhile.
-                let taken = Lease { spec: Some(spec), ..lease };
-                api.replace(LEASE_NAME, &PostParams::default(), &taken).await
+                let taken = Lease {
+                    spec: Some(spec),
+                    ..lease
+                };
+                api.replace(LEASE_NAME, &PostParams::default(), &taken)
+                    .await
             }
         };
         written.map_err(|e| match &e {
@@ -110,13 +116,19 @@ async fn renew(api: Api<Lease>, me: String) {
     beat.tick().await;
     loop {
         beat.tick().await;
-        let Ok(mut lease) = api.get(LEASE_NAME).await else { continue };
-        let Some(spec) = lease.spec.as_mut() else { continue };
+        let Ok(mut lease) = api.get(LEASE_NAME).await else {
+            continue;
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            continue;
+        };
         if spec.holder_identity.as_deref() != Some(me.as_str()) {
             return;
         }
         spec.renew_time = Some(now());
-        let _ = api.replace(LEASE_NAME, &PostParams::default(), &lease).await;
+        let _ = api
+            .replace(LEASE_NAME, &PostParams::default(), &lease)
+            .await;
     }
 }
 

@@ -38,9 +38,13 @@ pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result
                     "pass --kubeconfig FILE or set KUBECONFIG to a readable kubeconfig",
                 )
             })?;
-            Config::from_custom_kubeconfig(file, &options).await.map_err(|e| e.to_string())
+            Config::from_custom_kubeconfig(file, &options)
+                .await
+                .map_err(|e| e.to_string())
         }
-        None if context.is_some() => Config::from_kubeconfig(&options).await.map_err(|e| e.to_string()),
+        None if context.is_some() => Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| e.to_string()),
         None => Config::infer().await.map_err(|e| e.to_string()),
     };
     let config = config.map_err(|e| {
@@ -50,8 +54,12 @@ pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result
         )
     })?;
     let server = config.cluster_url.to_string();
-    let client = Client::try_from(config)
-        .map_err(|e| Error::cluster(format!("cannot build a client for {server}: {e}"), "check the kubeconfig's server and certificates"))?;
+    let client = Client::try_from(config).map_err(|e| {
+        Error::cluster(
+            format!("cannot build a client for {server}: {e}"),
+            "check the kubeconfig's server and certificates",
+        )
+    })?;
     match tokio::time::timeout(CONNECT_TIMEOUT, client.apiserver_version()).await {
         Ok(Ok(_)) => Ok(Cluster { client, server }),
         Ok(Err(e)) => Err(Error::cluster(
@@ -59,7 +67,10 @@ pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result
             "check that the cluster is up and that --context names the right one",
         )),
         Err(_) => Err(Error::cluster(
-            format!("the Kubernetes API at {server} did not answer within {}s", CONNECT_TIMEOUT.as_secs()),
+            format!(
+                "the Kubernetes API at {server} did not answer within {}s",
+                CONNECT_TIMEOUT.as_secs()
+            ),
             "check the network path to the API server (VPN, firewall) and --context",
         )),
     }
@@ -67,16 +78,26 @@ pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result
 
 /// Describes a failed API call: a 403 names the verb and resource that RBAC refused.
 pub fn api_error(e: kube::Error, verb: &str, resource: &str, namespace: Option<&str>) -> Error {
-    let place = namespace.map(|ns| format!(" in namespace {ns}")).unwrap_or_default();
+    let place = namespace
+        .map(|ns| format!(" in namespace {ns}"))
+        .unwrap_or_default();
     match &e {
         kube::Error::Api(status) if status.code == 403 => Error::cluster(
             format!("forbidden: {verb} {resource}{place}"),
-            format!("grant your user `{verb}` on `{resource}`{place} (e.g. a RoleBinding to the `admin` ClusterRole)"),
+            format!(
+                "grant your user `{verb}` on `{resource}`{place} (e.g. a RoleBinding to the `admin` ClusterRole)"
+            ),
         ),
         kube::Error::Api(status) if status.code == 404 => Error::cluster(
-            format!("{resource} not found{place} while trying to {verb} it: {}", status.message),
+            format!(
+                "{resource} not found{place} while trying to {verb} it: {}",
+                status.message
+            ),
             "is the CRD installed / the namespace there?",
         ),
-        _ => Error::cluster(format!("cannot {verb} {resource}{place}: {e}"), "run again; if it persists, check the API server's health"),
+        _ => Error::cluster(
+            format!("cannot {verb} {resource}{place}: {e}"),
+            "run again; if it persists, check the API server's health",
+        ),
     }
 }

@@ -16,10 +16,20 @@ use crate::error::{Error, Result};
 use crate::render::{Object, Wave};
 
 /// Waits until every object the wave gates on is healthy, or fails naming the first that is not.
-pub async fn wave(client: &kube::Client, namespace: &str, wave: &Wave, timeout: Duration, ready: &(dyn Fn(&str) + Sync)) -> Result<()> {
+pub async fn wave(
+    client: &kube::Client,
+    namespace: &str,
+    wave: &Wave,
+    timeout: Duration,
+    ready: &(dyn Fn(&str) + Sync),
+) -> Result<()> {
     let deadline = Instant::now() + timeout;
     let waits = wave.wait_for.iter().map(|id| {
-        let object = wave.objects.iter().find(|o| &o.id() == id).expect("waits name objects of the wave");
+        let object = wave
+            .objects
+            .iter()
+            .find(|o| &o.id() == id)
+            .expect("waits name objects of the wave");
         async move {
             one(client, namespace, object, deadline).await?;
             ready(id);
@@ -29,24 +39,38 @@ pub async fn wave(client: &kube::Client, namespace: &str, wave: &Wave, timeout: 
     try_join_all(waits).await.map(|_| ())
 }
 
-async fn one(client: &kube::Client, namespace: &str, object: &Object, deadline: Instant) -> Result<()> {
+async fn one(
+    client: &kube::Client,
+    namespace: &str,
+    object: &Object,
+    deadline: Instant,
+) -> Result<()> {
     let name = object.name().to_string();
     let by_name = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let result = match object {
         Object::StatefulSet(_) => {
             let api = Api::<StatefulSet>::namespaced(client.clone(), namespace);
-            let ready = watcher(api, by_name).default_backoff().applied_objects().map(|r| r.map(|s| statefulset_ready(&s)));
+            let ready = watcher(api, by_name)
+                .default_backoff()
+                .applied_objects()
+                .map(|r| r.map(|s| statefulset_ready(&s)));
             with_pods(client, namespace, object, ready.boxed(), deadline).await
         }
         Object::Deployment(_) => {
             let api = Api::<Deployment>::namespaced(client.clone(), namespace);
-            let ready = watcher(api, by_name).default_backoff().applied_objects().map(|r| r.map(|d| deployment_ready(&d)));
+            let ready = watcher(api, by_name)
+                .default_backoff()
+                .applied_objects()
+                .map(|r| r.map(|d| deployment_ready(&d)));
             with_pods(client, namespace, object, ready.boxed(), deadline).await
         }
         Object::ExternalSecret(_) => {
             let (resource, _) = api_resource("ExternalSecret");
             let api = Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &resource);
-            let ready = watcher(api, by_name).default_backoff().applied_objects().map(|r| r.map(|es| external_secret_ready(&es)));
+            let ready = watcher(api, by_name)
+                .default_backoff()
+                .applied_objects()
+                .map(|r| r.map(|es| external_secret_ready(&es)));
             until_ready(ready.boxed(), deadline).await
         }
         other => unreachable!("{} is not waited on", other.id()),
@@ -65,7 +89,8 @@ enum Outcome {
     TimedOut(Option<String>),
 }
 
-type ReadyStream = futures_util::stream::BoxStream<'static, std::result::Result<Readiness, watcher::Error>>;
+type ReadyStream =
+    futures_util::stream::BoxStream<'static, std::result::Result<Readiness, watcher::Error>>;
 
 /// Whether an object is ready, and if not, in a few words why.
 enum Readiness {
@@ -90,10 +115,19 @@ async fn until_ready(mut ready: ReadyStream, deadline: Instant) -> Outcome {
 
 /// Waits for a workload while watching its pods and their events for conditions that will not
 /// heal by waiting longer.
-async fn with_pods(client: &kube::Client, namespace: &str, object: &Object, mut ready: ReadyStream, deadline: Instant) -> Outcome {
+async fn with_pods(
+    client: &kube::Client,
+    namespace: &str,
+    object: &Object,
+    mut ready: ReadyStream,
+    deadline: Instant,
+) -> Outcome {
     let selector = selector(object);
     let pods = Api::<Pod>::namespaced(client.clone(), namespace);
-    let mut pods = watcher(pods, watcher::Config::default().labels(&selector)).default_backoff().applied_objects().boxed();
+    let mut pods = watcher(pods, watcher::Config::default().labels(&selector))
+        .default_backoff()
+        .applied_objects()
+        .boxed();
     let events = Api::<Event>::namespaced(client.clone(), namespace);
     let mut events = watcher(events, watcher::Config::default().fields("type=Warning"))
         .default_backoff()
@@ -130,8 +164,14 @@ async fn with_pods(client: &kube::Client, namespace: &str, object: &Object, mut 
 
 fn selector(object: &Object) -> String {
     let labels = match object {
-        Object::StatefulSet(s) => s.spec.as_ref().and_then(|s| s.selector.match_labels.clone()),
-        Object::Deployment(d) => d.spec.as_ref().and_then(|s| s.selector.match_labels.clone()),
+        Object::StatefulSet(s) => s
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.match_labels.clone()),
+        Object::Deployment(d) => d
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.match_labels.clone()),
         _ => None,
     };
     labels
@@ -144,7 +184,9 @@ fn selector(object: &Object) -> String {
 
 fn statefulset_ready(s: &StatefulSet) -> Readiness {
     let want = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let Some(status) = &s.status else { return Readiness::NotYet("no status yet".into()) };
+    let Some(status) = &s.status else {
+        return Readiness::NotYet("no status yet".into());
+    };
     let current = status.observed_generation >= s.metadata.generation;
     let ready = status.ready_replicas.unwrap_or(0);
     let updated = status.updated_replicas.unwrap_or(0);
@@ -157,7 +199,9 @@ fn statefulset_ready(s: &StatefulSet) -> Readiness {
 
 fn deployment_ready(d: &Deployment) -> Readiness {
     let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let Some(status) = &d.status else { return Readiness::NotYet("no status yet".into()) };
+    let Some(status) = &d.status else {
+        return Readiness::NotYet("no status yet".into());
+    };
     let current = status.observed_generation >= d.metadata.generation;
     let updated = status.updated_replicas.unwrap_or(0);
     let available = status.available_replicas.unwrap_or(0);
@@ -165,12 +209,19 @@ fn deployment_ready(d: &Deployment) -> Readiness {
     if current && updated >= want && available >= want && total <= want {
         Readiness::Ready
     } else {
-        Readiness::NotYet(format!("{available}/{want} available, {updated}/{want} updated, {total} pod(s)"))
+        Readiness::NotYet(format!(
+            "{available}/{want} available, {updated}/{want} updated, {total} pod(s)"
+        ))
     }
 }
 
 fn external_secret_ready(es: &DynamicObject) -> Readiness {
-    let conditions = es.data.pointer("/status/conditions").and_then(|c| c.as_array()).cloned().unwrap_or_default();
+    let conditions = es
+        .data
+        .pointer("/status/conditions")
+        .and_then(|c| c.as_array())
+        .cloned()
+        .unwrap_or_default();
     let ready = conditions.iter().find(|c| c["type"] == "Ready");
     match ready {
         Some(c) if c["status"] == "True" => Readiness::Ready,
@@ -179,7 +230,9 @@ fn external_secret_ready(es: &DynamicObject) -> Readiness {
             c["reason"].as_str().unwrap_or("not ready"),
             c["message"].as_str().unwrap_or_default()
         )),
-        None => Readiness::NotYet("not synced yet (is the External Secrets controller running?)".into()),
+        None => {
+            Readiness::NotYet("not synced yet (is the External Secrets controller running?)".into())
+        }
     }
 }
 
@@ -193,7 +246,14 @@ pub fn pod_problem(pod: &Pod, owner: &Object) -> Option<Error> {
             .containers
             .iter()
             .find(|c| &c.name == container)
-            .and_then(|c| c.resources.as_ref()?.limits.as_ref()?.get("memory").map(|q| q.0.clone()));
+            .and_then(|c| {
+                c.resources
+                    .as_ref()?
+                    .limits
+                    .as_ref()?
+                    .get("memory")
+                    .map(|q| q.0.clone())
+            });
         let oom = [status.state.as_ref(), status.last_state.as_ref()]
             .into_iter()
             .flatten()
@@ -202,14 +262,19 @@ pub fn pod_problem(pod: &Pod, owner: &Object) -> Option<Error> {
         if oom {
             let limit = limit.unwrap_or_else(|| "no limit".into());
             return Some(Error::not_healthy(
-                format!("{}: container {container} of pod {name} was OOMKilled at its memory limit ({limit})", owner.id()),
+                format!(
+                    "{}: container {container} of pod {name} was OOMKilled at its memory limit ({limit})",
+                    owner.id()
+                ),
                 format!(
                     "raise {}resources.limits.memory (limits are measurements, not guesses: Paperclip under agent load needed 12Gi on Frank)",
                     crate::render::lint::profile_section(container)
                 ),
             ));
         }
-        let Some(waiting) = status.state.as_ref().and_then(|s| s.waiting.as_ref()) else { continue };
+        let Some(waiting) = status.state.as_ref().and_then(|s| s.waiting.as_ref()) else {
+            continue;
+        };
         let message = waiting.message.clone().unwrap_or_default();
         let (what, help) = match waiting.reason.as_deref() {
             Some("CrashLoopBackOff") => (
@@ -226,15 +291,25 @@ pub fn pod_problem(pod: &Pod, owner: &Object) -> Option<Error> {
             ),
             _ => continue,
         };
-        return Some(Error::not_healthy(format!("{}: container {container} of pod {name} {what}", owner.id()), help));
+        return Some(Error::not_healthy(
+            format!("{}: container {container} of pod {name} {what}", owner.id()),
+            help,
+        ));
     }
     None
 }
 
 /// The error for a wait that ran out of time: the last status and the latest Warning events.
-async fn timed_out(client: &kube::Client, namespace: &str, object: &Object, last: Option<String>) -> Error {
+async fn timed_out(
+    client: &kube::Client,
+    namespace: &str,
+    object: &Object,
+    last: Option<String>,
+) -> Error {
     let events = Api::<Event>::namespaced(client.clone(), namespace);
-    let listed = events.list(&ListParams::default().fields("type=Warning")).await;
+    let listed = events
+        .list(&ListParams::default().fields("type=Warning"))
+        .await;
     let name = object.name();
     let mut warnings: Vec<Event> = match listed {
         Ok(list) => list
@@ -262,12 +337,109 @@ async fn timed_out(client: &kube::Client, namespace: &str, object: &Object, last
         })
         .collect();
     let status = last.unwrap_or_else(|| "no status seen".into());
-    let events = if lines.is_empty() { "no Warning events".to_string() } else { format!("latest Warning events:\n  {}", lines.join("\n  ")) };
+    let events = if lines.is_empty() {
+        "no Warning events".to_string()
+    } else {
+        format!("latest Warning events:\n  {}", lines.join("\n  "))
+    };
     Error::not_healthy(
-        format!("{} did not become healthy in time ({status}); {events}", object.id()),
+        format!(
+            "{} did not become healthy in time ({status}); {events}",
+            object.id()
+        ),
         "fix what the events say and run the command again; it continues where it stopped",
     )
 }
 
 /// How long each wave may take to become healthy unless told otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile;
+    use crate::render;
+
+    fn deployment() -> Object {
+        let release = render::render(&profile::load("frank", &[]).unwrap().profile);
+        release
+            .objects()
+            .find(|o| matches!(o, Object::Deployment(_)))
+            .unwrap()
+            .clone()
+    }
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "paperclip-abc", "namespace": "paperclip-system"},
+            "spec": {"containers": [{"name": "paperclip", "image": "x", "resources": {"limits": {"memory": "2Gi"}}}]},
+            "status": {"containerStatuses": [status]},
+        }))
+        .unwrap()
+    }
+
+    fn problem(status: serde_json::Value) -> Option<String> {
+        pod_problem(&pod(status), &deployment()).map(|e| match e {
+            Error::NotHealthy { message, help } => {
+                format!("{message} | {}", help.unwrap_or_default())
+            }
+            other => panic!("{other}"),
+        })
+    }
+
+    fn status(state: serde_json::Value, last: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({"name": "paperclip", "image": "x", "imageID": "", "ready": false,
+                           "restartCount": 4, "state": state, "lastState": last})
+    }
+
+    #[test]
+    fn oom_kills_name_the_limit_and_the_field_to_raise() {
+        let oom = status(
+            serde_json::json!({"waiting": {"reason": "CrashLoopBackOff"}}),
+            serde_json::json!({"terminated": {"reason": "OOMKilled", "exitCode": 137}}),
+        );
+        let message = problem(oom).unwrap();
+        assert!(
+            message.contains("was OOMKilled at its memory limit (2Gi)"),
+            "{message}"
+        );
+        assert!(
+            message.contains("raise app.resources.limits.memory"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn conditions_that_never_heal_fail_fast() {
+        let waiting = |reason: &str, message: &str| {
+            problem(status(
+                serde_json::json!({"waiting": {"reason": reason, "message": message}}),
+                serde_json::json!({}),
+            ))
+        };
+        let crash = waiting("CrashLoopBackOff", "back-off 5m0s").unwrap();
+        assert!(
+            crash.contains("is crash-looping (4 restarts)") && crash.contains("--previous"),
+            "{crash}"
+        );
+        let pull = waiting("ImagePullBackOff", "manifest unknown").unwrap();
+        assert!(
+            pull.contains("cannot pull image x (ImagePullBackOff): manifest unknown"),
+            "{pull}"
+        );
+        let config = waiting(
+            "CreateContainerConfigError",
+            "secret \"paperclip-auth\" not found",
+        )
+        .unwrap();
+        assert!(
+            config.contains("secret \"paperclip-auth\" not found"),
+            "{config}"
+        );
+        assert!(
+            config.contains("mark it optional in app.envFrom"),
+            "{config}"
+        );
+        assert_eq!(waiting("ContainerCreating", ""), None);
+    }
+}

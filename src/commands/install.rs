@@ -10,8 +10,8 @@ use crate::install::{self, Summary};
 use crate::onboarding::Outcome;
 use crate::plan::{Plan, Step};
 use crate::preflight::Check;
-use crate::profile::model::{Profile, SecretKey, ServiceType};
 use crate::profile::Loaded;
+use crate::profile::model::{Profile, SecretKey, ServiceType};
 use crate::render::lint::Severity;
 use crate::render::{self, Object, eso, meta};
 use crate::ui::Ui;
@@ -22,17 +22,31 @@ pub fn run(global: &Global, args: &InstallArgs, ui: &Ui) -> Result<()> {
     }
     let loaded = super::load_profile(global)?;
     let release = render::render(&loaded.profile);
-    let errors: Vec<_> = release.findings.iter().filter(|f| f.severity == Severity::Error).collect();
+    let errors: Vec<_> = release
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .collect();
     for finding in &release.findings {
         ui.note(&show::finding_line(ui, finding));
     }
     if !errors.is_empty() {
-        return Err(Error::Lint { count: errors.len() });
+        return Err(Error::Lint {
+            count: errors.len(),
+        });
     }
     super::block_on(async {
-        let cluster = cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref()).await?;
+        let cluster =
+            cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref()).await?;
         ui.progress(&format!("connected to {}", cluster.server));
-        let summary = install::run(&cluster.client, &loaded.profile, &release, args.timeout, &|line| ui.progress(line)).await?;
+        let summary = install::run(
+            &cluster.client,
+            &loaded.profile,
+            &release,
+            args.timeout,
+            &|line| ui.progress(line),
+        )
+        .await?;
         let text = match ui.output {
             Output::Json => serde_json::to_string_pretty(&summary_json(&summary))? + "\n",
             Output::Text | Output::Yaml => done(&loaded.profile, &release.namespace, &summary),
@@ -44,7 +58,9 @@ pub fn run(global: &Global, args: &InstallArgs, ui: &Ui) -> Result<()> {
 
 fn summary_json(summary: &Summary) -> serde_json::Value {
     let onboarding = match &summary.onboarding {
-        Some(Outcome::Onboarded { invite_url }) => json!({"state": "onboarded", "inviteUrl": invite_url}),
+        Some(Outcome::Onboarded { invite_url }) => {
+            json!({"state": "onboarded", "inviteUrl": invite_url})
+        }
         Some(Outcome::AlreadyDone) => json!({"state": "already-onboarded"}),
         None => json!(null),
     };
@@ -60,20 +76,30 @@ fn summary_json(summary: &Summary) -> serde_json::Value {
 fn done(profile: &Profile, namespace: &str, summary: &Summary) -> String {
     let mut out = String::new();
     match summary.revision {
-        None => out.push_str(&format!("Paperclip in namespace {namespace} is up to date: nothing changed.\n")),
+        None => out.push_str(&format!(
+            "Paperclip in namespace {namespace} is up to date: nothing changed.\n"
+        )),
         Some(revision) => {
-            let changed = summary.changes.iter().filter(|(_, c)| c.as_str() != "unchanged").count();
+            let changed = summary
+                .changes
+                .iter()
+                .filter(|(_, c)| c.as_str() != "unchanged")
+                .count();
             out.push_str(&format!(
                 "Paperclip is installed in namespace {namespace} (revision {revision}, {changed} object(s) changed).\n"
             ));
         }
     }
     match &summary.onboarding {
-        Some(Outcome::Onboarded { invite_url: Some(url) }) => {
-            out.push_str(&format!("Onboarded. Create the first admin account: {url}\n"))
-        }
+        Some(Outcome::Onboarded {
+            invite_url: Some(url),
+        }) => out.push_str(&format!(
+            "Onboarded. Create the first admin account: {url}\n"
+        )),
         Some(Outcome::Onboarded { invite_url: None }) => out.push_str("Onboarded.\n"),
-        Some(Outcome::AlreadyDone) => out.push_str("Already onboarded (config.json exists on the data volume).\n"),
+        Some(Outcome::AlreadyDone) => {
+            out.push_str("Already onboarded (config.json exists on the data volume).\n")
+        }
         None => {}
     }
     out.push_str(&format!("Open {}\n", profile.app.public_url));
@@ -104,7 +130,11 @@ fn done(profile: &Profile, namespace: &str, summary: &Summary) -> String {
 
 /// The steps of an install of `release`, in order.
 pub fn plan(planned: &Planned) -> Plan {
-    let Planned { loaded, release, checks } = planned;
+    let Planned {
+        loaded,
+        release,
+        checks,
+    } = planned;
     let profile = &loaded.profile;
     let mut steps = vec![
         Step::new("Connect to the cluster")
@@ -117,7 +147,11 @@ pub fn plan(planned: &Planned) -> Plan {
     for wave in &release.waves {
         steps.push(
             Step::new(format!("Wave {}: {}", wave.number, wave.title))
-                .lines(wave.objects.iter().map(|o| format!("apply {}", describe(o))))
+                .lines(
+                    wave.objects
+                        .iter()
+                        .map(|o| format!("apply {}", describe(o))),
+                )
                 .line(format!("wait until healthy: {}", wave.wait_for.join(", "))),
         );
     }
@@ -131,7 +165,10 @@ pub fn plan(planned: &Planned) -> Plan {
             .line("print the bootstrap invite URL when upstream produces one"),
     );
     let mut done = Step::new("Done")
-        .line(format!("record the release revision in namespace {}", release.namespace))
+        .line(format!(
+            "record the release revision in namespace {}",
+            release.namespace
+        ))
         .line(format!("open {}", profile.app.public_url));
     if profile.shell.is_some() {
         done = done.line("print how to reach the shell sidecar over SSH (and mosh)");
@@ -158,7 +195,11 @@ fn secrets_step(loaded: &Loaded) -> Step {
         ))
         .lines(s.external_secrets.iter().flat_map(|es| {
             es.keys.iter().map(move |key| {
-                format!("ensure {} ({}); an existing value is kept", key.remote, source(key, es.optional))
+                format!(
+                    "ensure {} ({}); an existing value is kept",
+                    key.remote,
+                    source(key, es.optional)
+                )
             })
         }))
 }

@@ -17,6 +17,7 @@ use oci_client::secrets::RegistryAuth as OciAuth;
 use oci_client::{Client, Reference};
 
 use super::placement::NodePlatform;
+use crate::image::Platform;
 
 /// Registry credentials by registry host, read from the Docker config file.
 ///
@@ -185,9 +186,9 @@ impl<'a> Registries<'a> {
         Registries { client, auth }
     }
 
-    /// The platforms (`os/arch`) `image` offers: the entries of its index, or for a single
-    /// manifest the os/architecture of its config.
-    pub async fn platforms(&self, image: &Reference) -> Result<Vec<String>, ImageError> {
+    /// The platforms `image` offers: the entries of its index, or for a single manifest the
+    /// os/architecture of its config.
+    pub async fn platforms(&self, image: &Reference) -> Result<Vec<Platform>, ImageError> {
         let auth = self.auth.for_registry(image.registry());
         let manifest = self.client.pull_manifest(image, &auth).await;
         let manifest = match manifest {
@@ -196,13 +197,16 @@ impl<'a> Registries<'a> {
         };
         match manifest {
             OciManifest::ImageIndex(index) => {
-                let mut platforms: Vec<String> = index
+                let mut platforms: Vec<Platform> = index
                     .manifests
                     .iter()
                     .filter_map(|entry| entry.platform.as_ref())
-                    .map(|p| format!("{}/{}", p.os, p.architecture))
+                    .map(|p| {
+                        let (os, arch) = (p.os.to_string(), p.architecture.to_string());
+                        Platform::new(&os, &arch, p.variant.as_deref())
+                    })
                     // Build attestations are listed as unknown/unknown: not a platform.
-                    .filter(|p| p != "unknown/unknown")
+                    .filter(|p| p.os != "unknown")
                     .collect();
                 platforms.sort();
                 platforms.dedup();
@@ -218,10 +222,15 @@ impl<'a> Registries<'a> {
                 struct Config {
                     architecture: String,
                     os: String,
+                    variant: Option<String>,
                 }
                 let config: Config = serde_json::from_slice(&config)
                     .map_err(|e| ImageError::Other(format!("its config names no platform: {e}")))?;
-                Ok(vec![format!("{}/{}", config.os, config.architecture)])
+                Ok(vec![Platform::new(
+                    &config.os,
+                    &config.architecture,
+                    config.variant.as_deref(),
+                )])
             }
         }
     }
@@ -275,11 +284,14 @@ impl<'a> Registries<'a> {
 /// Which of `nodes` the offered platforms leave out, as the sentence a user reads:
 /// `image X offers linux/arm64 only; nodes gpu-1 (amd64) need linux/amd64`. `None` when every
 /// node is served.
-pub fn platform_gap(image: &str, offered: &[String], nodes: &[NodePlatform]) -> Option<String> {
+pub fn platform_gap(image: &str, offered: &[Platform], nodes: &[NodePlatform]) -> Option<String> {
     let mut missing: BTreeMap<String, Vec<&NodePlatform>> = BTreeMap::new();
     for node in nodes {
-        if !offered.contains(&node.platform()) {
-            missing.entry(node.platform()).or_default().push(node);
+        if !offered.iter().any(|p| p.serves(&node.platform)) {
+            missing
+                .entry(node.platform.to_string())
+                .or_default()
+                .push(node);
         }
     }
     if missing.is_empty() {
@@ -290,17 +302,16 @@ pub fn platform_gap(image: &str, offered: &[String], nodes: &[NodePlatform]) -> 
         .map(|(platform, nodes)| {
             let names: Vec<String> = nodes
                 .iter()
-                .map(|n| format!("{} ({})", n.name, n.architecture))
+                .map(|n| format!("{} ({})", n.name, n.platform.architecture))
                 .collect();
             format!("nodes {} need {platform}", names.join(", "))
         })
         .collect();
-    let offers = if offered.is_empty() {
-        "offers no platform".to_string()
-    } else if offered.len() == 1 {
-        format!("offers {} only", offered[0])
-    } else {
-        format!("offers {}", offered.join(", "))
+    let offered: Vec<String> = offered.iter().map(Platform::to_string).collect();
+    let offers = match offered.as_slice() {
+        [] => "offers no platform".to_string(),
+        [only] => format!("offers {only} only"),
+        all => format!("offers {}", all.join(", ")),
     };
     Some(format!("image {image} {offers}; {}", needs.join("; ")))
 }
@@ -312,14 +323,17 @@ mod tests {
     fn node(name: &str, arch: &str) -> NodePlatform {
         NodePlatform {
             name: name.into(),
-            os: "linux".into(),
-            architecture: arch.into(),
+            platform: linux(arch),
         }
+    }
+
+    fn linux(arch: &str) -> Platform {
+        Platform::new("linux", arch, None)
     }
 
     #[test]
     fn an_arm64_only_image_on_an_amd64_node_names_both() {
-        let gap = platform_gap("x:1", &["linux/arm64".into()], &[node("gpu-1", "amd64")]);
+        let gap = platform_gap("x:1", &[linux("arm64")], &[node("gpu-1", "amd64")]);
         assert_eq!(
             gap.as_deref(),
             Some("image x:1 offers linux/arm64 only; nodes gpu-1 (amd64) need linux/amd64")
@@ -328,7 +342,8 @@ mod tests {
 
     #[test]
     fn a_multi_platform_image_serves_every_node() {
-        let offered = ["linux/amd64".to_string(), "linux/arm64".to_string()];
+        // arm64/v8 is how buildx names arm64: the same platform.
+        let offered = [linux("amd64"), Platform::new("linux", "arm64", Some("v8"))];
         let nodes = [node("mini-1", "amd64"), node("arm-1", "arm64")];
         assert_eq!(platform_gap("x:1", &offered, &nodes), None);
     }
@@ -340,7 +355,7 @@ mod tests {
             node("mini-2", "amd64"),
             node("arm-1", "arm64"),
         ];
-        let gap = platform_gap("x:1", &["linux/s390x".into()], &nodes).unwrap();
+        let gap = platform_gap("x:1", &[linux("s390x")], &nodes).unwrap();
         assert!(
             gap.ends_with(
                 "nodes mini-1 (amd64), mini-2 (amd64) need linux/amd64; nodes arm-1 (arm64) \

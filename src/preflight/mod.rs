@@ -6,6 +6,7 @@
 
 mod checks;
 mod image;
+mod memory;
 mod placement;
 mod quantity;
 mod report;
@@ -132,6 +133,8 @@ fn target_nodes(placement: &Placement) -> String {
     words
 }
 
+/// The checks a run performs, in order, decided from the profile alone: `plan` prints this list
+/// and `run` evaluates exactly it, so the two never disagree.
 pub fn planned(profile: &Profile) -> Vec<Check> {
     let mut checks = vec![check(
         CheckKind::ApiAccess,

@@ -7,12 +7,13 @@
 
 use k8s_openapi::api::core::v1::{Node, PodSpec, Taint, Toleration};
 
+use crate::image::Platform;
+
 /// A node's name and the platform its container runtime pulls for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodePlatform {
     pub name: String,
-    pub os: String,
-    pub architecture: String,
+    pub platform: Platform,
 }
 
 impl NodePlatform {
@@ -28,24 +29,20 @@ impl NodePlatform {
         };
         let info = node.status.as_ref().and_then(|s| s.node_info.as_ref());
         let non_empty = |s: &String| !s.is_empty();
+        let os = info
+            .map(|i| i.operating_system.clone())
+            .filter(non_empty)
+            .or_else(|| label("kubernetes.io/os"))
+            .unwrap_or_else(|| "linux".into());
+        let architecture = info
+            .map(|i| i.architecture.clone())
+            .filter(non_empty)
+            .or_else(|| label("kubernetes.io/arch"))
+            .unwrap_or_default();
         NodePlatform {
             name: node.metadata.name.clone().unwrap_or_default(),
-            os: info
-                .map(|i| i.operating_system.clone())
-                .filter(non_empty)
-                .or_else(|| label("kubernetes.io/os"))
-                .unwrap_or_else(|| "linux".into()),
-            architecture: info
-                .map(|i| i.architecture.clone())
-                .filter(non_empty)
-                .or_else(|| label("kubernetes.io/arch"))
-                .unwrap_or_default(),
+            platform: Platform::new(&os, &architecture, None),
         }
-    }
-
-    /// `linux/amd64`, as image indexes name platforms.
-    pub fn platform(&self) -> String {
-        format!("{}/{}", self.os, self.architecture)
     }
 }
 
@@ -239,8 +236,8 @@ pub(crate) mod tests {
     #[test]
     fn platform_from_node_info_or_labels() {
         let mut arm = node("arm-1", "arm64", "16Gi", &[]);
-        assert_eq!(NodePlatform::of(&arm).platform(), "linux/arm64");
+        assert_eq!(NodePlatform::of(&arm).platform.to_string(), "linux/arm64");
         arm.status = None;
-        assert_eq!(NodePlatform::of(&arm).platform(), "linux/arm64");
+        assert_eq!(NodePlatform::of(&arm).platform.to_string(), "linux/arm64");
     }
 }

@@ -57,13 +57,13 @@ impl Bytes {
 }
 
 impl fmt::Display for Bytes {
-    /// The largest binary unit that keeps one decimal, as people write limits: `12Gi`, `1.5Gi`.
+    /// The largest binary unit, rounded to one decimal, as people write limits: `12Gi`, `1.5Gi`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const UNITS: [(&str, u32); 4] = [("Ti", 40), ("Gi", 30), ("Mi", 20), ("Ki", 10)];
         for (unit, shift) in UNITS {
             let size = 1u128 << shift;
             if self.0 >= size {
-                let tenths = (self.0 * 10).div_ceil(size);
+                let tenths = (self.0 * 10 + size / 2) / size;
                 return if tenths.is_multiple_of(10) {
                     write!(f, "{}{unit}", tenths / 10)
                 } else {
@@ -120,5 +120,7 @@ mod tests {
         assert_eq!(Bytes(3 << 29).to_string(), "1.5Gi");
         assert_eq!(Bytes(512 << 20).to_string(), "512Mi");
         assert_eq!(Bytes(100).to_string(), "100");
+        assert_eq!(Bytes((1 << 30) - 1).to_string(), "1024Mi");
+        assert_eq!(Bytes((10 << 30) + (1 << 20)).to_string(), "10Gi");
     }
 }

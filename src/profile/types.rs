@@ -127,6 +127,38 @@ impl FromStr for Quantity {
     }
 }
 
+impl Quantity {
+    /// The value in base units (bytes for memory, cores for CPU), for comparisons.
+    pub fn value(&self) -> f64 {
+        let s = self.0.trim_start_matches('+');
+        let split = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(s.len());
+        let (number, suffix) = s.split_at(split);
+        let number: f64 = number.parse().unwrap_or(0.0);
+        let factor = match suffix {
+            "Ki" => 1024f64,
+            "Mi" => 1024f64.powi(2),
+            "Gi" => 1024f64.powi(3),
+            "Ti" => 1024f64.powi(4),
+            "Pi" => 1024f64.powi(5),
+            "Ei" => 1024f64.powi(6),
+            "n" => 1e-9,
+            "u" => 1e-6,
+            "m" => 1e-3,
+            "k" => 1e3,
+            "M" => 1e6,
+            "G" => 1e9,
+            "T" => 1e12,
+            "P" => 1e15,
+            "E" => 1e18,
+            "" => 1.0,
+            exp => 10f64.powi(exp[1..].parse().unwrap_or(0)),
+        };
+        number * factor
+    }
+}
+
 /// A container image reference; it must name a registry path and may carry a tag and/or digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef(String);
@@ -346,11 +378,38 @@ impl FromStr for GoDuration {
 }
 
 impl GoDuration {
+    /// The duration as Go prints it (`1h0m0s`, `30m0s`, `45s`): what the API server stores for a
+    /// metav1.Duration, so an apply of the same value is a no-op rather than a rewrite.
+    pub fn canonical(&self) -> String {
+        let total = self.to_duration();
+        let (secs, millis) = (total.as_secs(), total.subsec_millis());
+        if secs == 0 {
+            return if millis == 0 {
+                "0s".into()
+            } else {
+                format!("{millis}ms")
+            };
+        }
+        let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+        let seconds = if millis == 0 {
+            format!("{s}s")
+        } else {
+            format!("{s}.{millis:03}s")
+        };
+        match (h, m) {
+            (0, 0) => seconds,
+            (0, m) => format!("{m}m{seconds}"),
+            (h, m) => format!("{h}h{m}m{seconds}"),
+        }
+    }
+
     pub fn to_duration(&self) -> std::time::Duration {
         let mut total = std::time::Duration::ZERO;
         let mut rest = self.0.as_str();
         while !rest.is_empty() {
-            let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
             let n: u64 = rest[..digits].parse().unwrap_or(0);
             rest = &rest[digits..];
             let (unit, factor_ms) = [("ms", 1), ("h", 3_600_000), ("m", 60_000), ("s", 1000)]
@@ -403,6 +462,11 @@ mod tests {
             12.0 * 1024f64.powi(3)
         );
         assert_eq!("250m".parse::<Quantity>().unwrap().value(), 0.25);
+        assert_eq!(
+            "12Gi".parse::<Quantity>().unwrap().value(),
+            12.0 * 1024f64.powi(3)
+        );
+        assert_eq!("250m".parse::<Quantity>().unwrap().value(), 0.25);
         let err = "12GB".parse::<Quantity>().unwrap_err();
         assert!(err.contains("try 12Gi"), "{err}");
     }
@@ -447,6 +511,11 @@ mod tests {
         }
         let d: GoDuration = "1h30m5s".parse().unwrap();
         assert_eq!(d.to_duration().as_secs(), 5405);
+        let canonical = |s: &str| s.parse::<GoDuration>().unwrap().canonical();
+        assert_eq!(canonical("1h"), "1h0m0s");
+        assert_eq!(canonical("30m"), "30m0s");
+        assert_eq!(canonical("90s"), "1m30s");
+        assert_eq!(canonical("250ms"), "250ms");
         let d: GoDuration = "250ms".parse().unwrap();
         assert_eq!(d.to_duration().as_millis(), 250);
     }

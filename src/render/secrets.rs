@@ -87,7 +87,7 @@ fn external_secret(profile: &Profile, es: &ExternalSecret) -> eso::ExternalSecre
         kind: "ExternalSecret".into(),
         metadata,
         spec: eso::ExternalSecretSpec {
-            refresh_interval: profile.secrets.refresh_interval.to_string(),
+            refresh_interval: profile.secrets.refresh_interval.canonical(),
             secret_store_ref: eso::StoreRef {
                 kind: format!("{:?}", profile.secrets.store.kind),
                 name: profile.secrets.store.name.to_string(),

@@ -151,16 +151,16 @@ impl Session {
         }
         let slug = &self.target.project;
         let url = format!("{}/api/v1/projects/slug/{slug}", self.client.base_url);
-        let project: Project = self
-            .call(Method::GET, &url, None, None)
-            .await
-            .map_err(|failure| match failure.kind {
-                FailureKind::Status { status: 404, .. } => SecretsError::ProjectNotFound {
-                    host: self.target.host.clone(),
-                    project: slug.clone(),
-                },
-                _ => self.error("look up the project", failure),
-            })?;
+        let project: Project =
+            self.call(Method::GET, &url, None, None)
+                .await
+                .map_err(|failure| match failure.kind {
+                    FailureKind::Status { status: 404, .. } => SecretsError::ProjectNotFound {
+                        host: self.target.host.clone(),
+                        project: slug.clone(),
+                    },
+                    _ => self.error("look up the project", failure),
+                })?;
         let environments: Vec<&str> = project
             .environments
             .iter()
@@ -273,7 +273,11 @@ impl Session {
 
     /// Creates `key`; `Ok(false)` when it turned out to exist already (written meanwhile by
     /// someone else), in which case it is left alone.
-    pub async fn create_secret(&self, key: &str, value: &SecretValue) -> Result<bool, SecretsError> {
+    pub async fn create_secret(
+        &self,
+        key: &str,
+        value: &SecretValue,
+    ) -> Result<bool, SecretsError> {
         let operation = format!("create {key}");
         match self.write_secret(Method::POST, key, value).await {
             Ok(()) => Ok(true),
@@ -352,6 +356,7 @@ impl Session {
                 Err(e) => return transport_attempt(&e),
             };
             let status = response.status();
+            // Delta-seconds, the form Infisical sends; an HTTP date falls back to the backoff.
             let retry_after = response
                 .headers()
                 .get(reqwest::header::RETRY_AFTER)
@@ -385,8 +390,8 @@ impl Session {
         let attempts = failure.attempts;
         match failure.kind {
             FailureKind::Transport { detail } => SecretsError::Unreachable {
-                host: target.host.clone(),
-                operation: format!("{operation} in {target}"),
+                host: target.host,
+                operation,
                 detail,
             },
             FailureKind::Status {
@@ -564,10 +569,7 @@ mod tests {
         assert_eq!(message_of(body, None), "Secret already exist");
         let echoed = r#"{"message":"bad value hunter2-canary here"}"#;
         let sent = SecretValue::new("hunter2-canary");
-        assert_eq!(
-            message_of(echoed, Some(&sent)),
-            "bad value <redacted> here"
-        );
+        assert_eq!(message_of(echoed, Some(&sent)), "bad value <redacted> here");
         assert_eq!(message_of(&"x".repeat(400), None).chars().count(), 301);
     }
 

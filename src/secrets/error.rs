@@ -24,7 +24,9 @@ pub enum SecretsError {
     #[error("INFISICAL_API_URL={value:?} is not an http(s) URL")]
     #[diagnostic(
         code(paperclipctl::secrets::api_url),
-        help("set it to the Infisical site URL, e.g. https://app.infisical.com (without /api), or unset it to use the profile's secrets.store.hostApi")
+        help(
+            "set it to the Infisical site URL, e.g. https://app.infisical.com (without /api), or unset it to use the profile's secrets.store.hostApi"
+        )
     )]
     BadApiUrl { value: String },
 
@@ -46,7 +48,9 @@ pub enum SecretsError {
     #[error("cannot reach Infisical at {host} to {operation}: {detail}")]
     #[diagnostic(
         code(paperclipctl::secrets::unreachable),
-        help("check secrets.store.hostApi in the profile (or INFISICAL_API_URL, which overrides it) and that this machine can reach that address")
+        help(
+            "check secrets.store.hostApi in the profile (or INFISICAL_API_URL, which overrides it) and that this machine can reach that address"
+        )
     )]
     Unreachable {
         host: String,
@@ -68,7 +72,9 @@ pub enum SecretsError {
     #[error("Infisical at {host} has no project with the slug {project:?}")]
     #[diagnostic(
         code(paperclipctl::secrets::project),
-        help("set secrets.store.projectSlug to the project's slug (Project Settings in Infisical shows it; it is not the project's name)")
+        help(
+            "set secrets.store.projectSlug to the project's slug (Project Settings in Infisical shows it; it is not the project's name)"
+        )
     )]
     ProjectNotFound { host: String, project: String },
 
@@ -84,14 +90,18 @@ pub enum SecretsError {
     #[error("the folder {path:?} is not a valid Infisical secret path")]
     #[diagnostic(
         code(paperclipctl::secrets::path),
-        help("set secrets.store.secretsPath to / or to folders of letters, digits, '-' and '_', such as /paperclip")
+        help(
+            "set secrets.store.secretsPath to / or to folders of letters, digits, '-' and '_', such as /paperclip"
+        )
     )]
     InvalidPath { path: String },
 
     #[error("the folder vanished while secrets were written to {target}")]
     #[diagnostic(
         code(paperclipctl::secrets::folder),
-        help("run the command again: paperclipctl creates missing folders, and keys already written are kept")
+        help(
+            "run the command again: paperclipctl creates missing folders, and keys already written are kept"
+        )
     )]
     FolderNotFound { target: Target },
 
@@ -100,7 +110,9 @@ pub enum SecretsError {
     )]
     #[diagnostic(
         code(paperclipctl::secrets::rate_limited),
-        help("wait a minute and run the command again: keys already written are kept, never written twice")
+        help(
+            "wait a minute and run the command again: keys already written are kept, never written twice"
+        )
     )]
     RateLimited {
         operation: String,
@@ -115,7 +127,9 @@ pub enum SecretsError {
     )]
     #[diagnostic(
         code(paperclipctl::secrets::unavailable),
-        help("the Infisical server is failing; check its health (self-hosted: its logs and database) and run the command again: keys already written are kept")
+        help(
+            "the Infisical server is failing; check its health (self-hosted: its logs and database) and run the command again: keys already written are kept"
+        )
     )]
     Unavailable {
         operation: String,
@@ -128,7 +142,9 @@ pub enum SecretsError {
     #[error("Infisical rejected the request to {operation} in {target} ({status}: {message})")]
     #[diagnostic(
         code(paperclipctl::secrets::rejected),
-        help("check the profile's secrets.store settings; if they are right, this Infisical version answers differently than expected")
+        help(
+            "check the profile's secrets.store settings; if they are right, this Infisical version answers differently than expected"
+        )
     )]
     Rejected {
         operation: String,
@@ -150,7 +166,9 @@ pub enum SecretsError {
     #[error("{}:{line}: {problem}", path.display())]
     #[diagnostic(
         code(paperclipctl::secrets::secret_file),
-        help("each line of a secret file is KEY=VALUE (the value may be quoted); blank lines and lines starting with # are skipped")
+        help(
+            "each line of a secret file is KEY=VALUE (the value may be quoted); blank lines and lines starting with # are skipped"
+        )
     )]
     SecretFile {
         path: PathBuf,
@@ -173,7 +191,9 @@ pub enum SecretsError {
     #[error("cannot read a value for {key}: {detail}")]
     #[diagnostic(
         code(paperclipctl::secrets::prompt),
-        help("provide the value as an environment variable of the same name or in a --secret-file instead")
+        help(
+            "provide the value as an environment variable of the same name or in a --secret-file instead"
+        )
     )]
     Prompt { key: String, detail: String },
 

@@ -3,8 +3,9 @@
 //!
 //! The rules, in the order a user meets them:
 //! - an existing key is never overwritten, unless it is named in `rotate`;
-//! - a missing key gets a value from, in order: the environment or `--secret-file`, a random one
-//!   when the profile says `generate: true`, or a prompt when there is a terminal;
+//! - a missing key gets a value from, in order: the environment or `--secret-file` (so an older
+//!   install's value can be carried over), a random one when the profile says `generate: true`,
+//!   or, for a required key, the caller's [`Prompt`] when there is one;
 //! - a missing optional key with no value stays absent (the app starts without it);
 //! - a missing required key with no value stops the run before anything is written, naming the
 //!   key and how to provide it.
@@ -127,11 +128,7 @@ impl fmt::Display for KeyPlan {
             Action::Create { source } => write!(f, "will be created, {source}"),
             Action::Rotate { source } => write!(f, "would be rotated, new value {source}"),
             Action::Absent => f.write_str("optional, stays absent (nothing provided)"),
-            Action::Missing => write!(
-                f,
-                "missing: set {} or add it to a --secret-file",
-                self.key
-            ),
+            Action::Missing => write!(f, "missing: set {} or add it to a --secret-file", self.key),
         }
     }
 }
@@ -169,8 +166,12 @@ impl Plan {
 #[serde(rename_all = "camelCase", tag = "result")]
 pub enum Done {
     Kept,
-    Created { source: Source },
-    Rotated { source: Source },
+    Created {
+        source: Source,
+    },
+    Rotated {
+        source: Source,
+    },
     /// Optional and not provided: left absent.
     Skipped,
 }
@@ -251,16 +252,19 @@ pub async fn ensure(
         };
         let value = match source {
             Source::Generated => Some(SecretValue::generate()?),
-            Source::Environment | Source::File { .. } => {
-                inputs.provided.get(&key.key).map(|(value, _)| value.clone())
-            }
+            Source::Environment | Source::File { .. } => inputs
+                .provided
+                .get(&key.key)
+                .map(|(value, _)| value.clone()),
             Source::Prompt => {
                 let request = PromptRequest {
                     key: &key.key,
                     secrets: &key.secrets,
                     rotate: matches!(key.action, Action::Rotate { .. }),
                 };
-                let prompt = prompt.as_deref_mut().expect("a prompt source needs a prompt");
+                let prompt = prompt
+                    .as_deref_mut()
+                    .expect("a prompt source needs a prompt");
                 prompt
                     .ask(&request)
                     .map_err(|e| SecretsError::Prompt {
@@ -298,8 +302,9 @@ pub async fn ensure(
                     source: source.clone(),
                 }
             }
+            (Action::Keep, _) => Done::Kept,
             (Action::Absent, _) => Done::Skipped,
-            _ => Done::Kept,
+            (Action::Missing, _) | (_, None) => unreachable!("checked before the first write"),
         };
         keys.push(KeyOutcome {
             key: key.key.clone(),
@@ -470,8 +475,6 @@ fn normalize_path(raw: &str) -> Result<String, SecretsError> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
     use crate::profile::model::{ExternalSecret, SecretKey};
 
@@ -619,9 +622,7 @@ mod tests {
         assert_eq!(
             plan[1].action,
             Action::Create {
-                source: Source::File {
-                    path: PathBuf::from(&file)
-                }
+                source: Source::File { path: file.clone() }
             }
         );
     }

@@ -77,7 +77,11 @@ impl Provided {
         }
         for key in secrets.external_secrets.iter().flat_map(|es| &es.keys) {
             if let Some(value) = env(key.remote.as_str()) {
-                provided.insert(key.remote.to_string(), SecretValue::new(value), Source::Environment);
+                provided.insert(
+                    key.remote.to_string(),
+                    SecretValue::new(value),
+                    Source::Environment,
+                );
             }
         }
         Ok(provided)
@@ -158,7 +162,11 @@ fn parse_value(raw: &str) -> Result<String, &'static str> {
                     Some('n') => value.push('\n'),
                     Some('t') => value.push('\t'),
                     Some(c @ ('"' | '\\' | '$')) => value.push(c),
-                    _ => return Err("unknown escape in a double-quoted value (use \\n, \\\", \\\\)"),
+                    _ => {
+                        return Err(
+                            "unknown escape in a double-quoted value (use \\n, \\\", \\\\)",
+                        );
+                    }
                 },
                 Some((_, c)) => value.push(c),
             }
@@ -228,7 +236,11 @@ EMPTY=
             ("sk canary value=x", 1, "KEY of letters"),
             ("A='canary-value", 1, "single quote is not closed"),
             ("\n\nA=\"canary-value", 3, "double quote is not closed"),
-            ("A=\"canary-value\" canary-value", 1, "after the closing quote"),
+            (
+                "A=\"canary-value\" canary-value",
+                1,
+                "after the closing quote",
+            ),
             ("A=\"canary\\q-value\"", 1, "unknown escape"),
             ("A=1\nA=canary-value", 2, "A is already set on line 1"),
         ];

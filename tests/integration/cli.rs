@@ -43,6 +43,9 @@ fn install_dry_run_shows_the_waves_in_order_and_changes_nothing() {
     ));
     assert!(out.ends_with("Dry run: nothing was changed.\n"));
     assert_eq!(run.stdout, paperclipctl(&["plan", "-p", "frank"]).stdout);
+    assert!(!run.stdout.contains("Containers:"));
+    let verbose = paperclipctl(&["plan", "-p", "frank", "-v"]).stdout;
+    assert!(verbose.contains("Deployment/paperclip paperclip: ghcr.io/paperclipai/paperclip:sha-3494e84; requests cpu=250m memory=512Mi; limits cpu=1 memory=12Gi"), "{verbose}");
 }
 
 #[test]

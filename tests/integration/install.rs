@@ -79,8 +79,6 @@ async fn install(setup: &Setup, extra: &[&str]) -> Output {
             "frank",
             "--namespace",
             &setup.namespace,
-            "--timeout",
-            "60s",
         ])
         .args(sets.iter().flat_map(|s| ["--set", s.as_str()]))
         .args(extra)
@@ -139,7 +137,7 @@ async fn fresh_install_reaches_ready_in_wave_order_onboards_once_and_a_second_ru
         .serve_app_exec(&setup.namespace, &home.path().join("paperclip"))
         .await;
 
-    let run = install(&setup, &[]).await;
+    let run = install(&setup, &["--timeout", "60s"]).await;
     let (stdout, stderr) = (text(&run.stdout), text(&run.stderr));
     assert!(run.status.success(), "install failed:\n{stderr}");
     assert!(
@@ -206,12 +204,13 @@ async fn fresh_install_reaches_ready_in_wave_order_onboards_once_and_a_second_ru
 
     // A second install of the same profile writes nothing at all.
     let before = versions(&setup.namespace).await;
-    let again = install(&setup, &[]).await;
+    let again = install(&setup, &["--timeout", "60s"]).await;
     assert!(again.status.success(), "{}", text(&again.stderr));
     assert!(
         text(&again.stdout).contains("is up to date: nothing changed"),
-        "{}",
-        text(&again.stdout)
+        "{}\n{}",
+        text(&again.stdout),
+        text(&again.stderr)
     );
     assert_eq!(versions(&setup.namespace).await, before);
     let calls_after = std::fs::read_to_string(home.path().join("paperclip/calls.log")).unwrap();
@@ -238,7 +237,7 @@ async fn a_lock_held_by_a_live_run_refuses_a_second_run() {
         .create(&PostParams::default(), &lease)
         .await
         .unwrap();
-    let run = install(&setup, &[]).await;
+    let run = install(&setup, &["--timeout", "60s"]).await;
     assert_eq!(run.status.code(), Some(4), "{}", text(&run.stderr));
     let stderr = text(&run.stderr);
     assert!(

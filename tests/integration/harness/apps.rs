@@ -55,6 +55,8 @@ impl Harness {
                 .default_backoff()
                 .applied_objects()
                 .boxed();
+            // The watch reports every update of a pod; each pod is set up once.
+            let mut handled = std::collections::BTreeSet::new();
             while let Some(Ok(pod)) = stream.next().await {
                 let name = pod.metadata.name.clone().unwrap_or_default();
                 let served = pod
@@ -62,7 +64,10 @@ impl Harness {
                     .annotations
                     .as_ref()
                     .is_some_and(|a| a.contains_key(EXEC_READY));
-                if served || pod.metadata.deletion_timestamp.is_some() {
+                if served
+                    || pod.metadata.deletion_timestamp.is_some()
+                    || !handled.insert(name.clone())
+                {
                     continue;
                 }
                 create_exec(&client, &namespace, &name, &home_text, &stub_path).await;

@@ -1,0 +1,107 @@
+//! The shell sidecar image: its build context (compiled into the binary, so an installed
+//! paperclipctl can build without a checkout), content-derived tags, building through a Docker
+//! Engine API (Docker or Podman) and pushing with a check that the registry serves the platform
+//! the nodes need.
+//!
+//! The flow is `build` (a no-op when the engine already has the content tag) then `push` (a
+//! no-op when the registry already has that tag with the same image), so both are safe to run
+//! on every install.
+
+mod build;
+mod context;
+mod platform;
+mod push;
+
+pub use build::{Image, build, connect};
+pub use context::Context;
+pub use platform::{Platform, placement_platforms};
+pub use push::{Credentials, Pushed, Registry, push};
+
+use miette::Diagnostic;
+
+/// What can go wrong building or pushing; each says what the user can do about it.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+pub enum ImageError {
+    #[error("the Docker API{} failed: {message}", at(.host))]
+    #[diagnostic(
+        code(paperclipctl::image::engine),
+        help(
+            "check that Docker (or `podman system service`) is running and that DOCKER_HOST \
+             points at its socket"
+        )
+    )]
+    Engine {
+        host: Option<String>,
+        message: String,
+    },
+
+    #[error("building {tag} failed: {message}")]
+    #[diagnostic(code(paperclipctl::image::build))]
+    Build {
+        tag: String,
+        message: String,
+        #[help]
+        help: Option<String>,
+    },
+
+    #[error("pushing {reference} failed: {message}")]
+    #[diagnostic(
+        code(paperclipctl::image::push),
+        help(
+            "check the registry credentials: ~/.docker/config.json `auths` (credential helpers are \
+             not read) or --username with --password-stdin"
+        )
+    )]
+    Push { reference: String, message: String },
+
+    #[error("the registry cannot be read for {reference}: {message}")]
+    #[diagnostic(
+        code(paperclipctl::image::registry),
+        help("check the registry address, its credentials, and --plain-http for an HTTP registry")
+    )]
+    Registry { reference: String, message: String },
+
+    #[error(
+        "{reference} offers {} but the nodes need {}",
+        list(.found),
+        list(.needed)
+    )]
+    #[diagnostic(
+        code(paperclipctl::image::platform),
+        help(
+            "build for the nodes' platform (`paperclipctl image push --platform {}`); an image \
+             built for another architecture fails at start with `exec format error`",
+            list(.needed)
+        )
+    )]
+    PlatformMismatch {
+        reference: String,
+        found: Vec<Platform>,
+        needed: Vec<Platform>,
+    },
+
+    #[error("{message}")]
+    #[diagnostic(code(paperclipctl::image::input))]
+    Input {
+        message: String,
+        #[help]
+        help: Option<String>,
+    },
+}
+
+fn at(host: &Option<String>) -> String {
+    host.as_ref()
+        .map(|h| format!(" at {h}"))
+        .unwrap_or_default()
+}
+
+fn list(platforms: &[Platform]) -> String {
+    if platforms.is_empty() {
+        return "no platform".into();
+    }
+    platforms
+        .iter()
+        .map(Platform::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,12 @@
+//go:build tools
+
+// Package tools pins the commands the harness builds, so that go.mod and go.sum record them.
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "paperclipctl.test/harness-tools/etcd"
+)

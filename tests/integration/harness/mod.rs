@@ -1,0 +1,126 @@
+//! The shared test harness: a real kube-apiserver with KWOK nodes and the services around it,
+//! started once per machine by `tests/harness/up` and shared by every test in this binary.
+
+pub mod apps;
+pub mod infisical;
+pub mod registry;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+pub struct Harness {
+    env: HashMap<String, String>,
+}
+
+impl Harness {
+    /// The running harness, brought up on first use when it is not up already.
+    pub fn shared() -> &'static Harness {
+        static SHARED: OnceLock<Harness> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            let dir = harness_dir();
+            let output = Command::new(dir.join("up"))
+                .output()
+                .expect("run tests/harness/up");
+            assert!(
+                output.status.success(),
+                "tests/harness/up failed:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            Harness {
+                env: parse_env(&String::from_utf8_lossy(&output.stdout)),
+            }
+        })
+    }
+
+    /// A variable the harness exported (see `tests/harness/env`); panics naming it when absent.
+    pub fn var(&self, key: &str) -> &str {
+        self.env
+            .get(key)
+            .unwrap_or_else(|| panic!("the harness exports no {key}"))
+    }
+
+    /// A client for the harness cluster, built from its kubeconfig (not from the caller's
+    /// environment, so a developer's own cluster is never touched).
+    pub async fn client(&self) -> kube::Client {
+        let path = self.var("KUBECONFIG");
+        let kubeconfig = Kubeconfig::read_from(path)
+            .unwrap_or_else(|e| panic!("read the harness kubeconfig {path}: {e}"));
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .expect("load the harness kubeconfig");
+        kube::Client::try_from(config).expect("build a client for the harness cluster")
+    }
+
+    /// Creates a namespace of its own for one test, named `<prefix>-<unique suffix>` and labelled
+    /// `paperclipctl-test=true`. Tests never clean up: `tests/harness/down` removes the cluster.
+    pub async fn namespace(&self, prefix: &str) -> String {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        // The pid and clock keep names unique across test processes sharing one cluster.
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!(
+            "{prefix}-{:x}-{:x}-{}",
+            std::process::id(),
+            nanos,
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some([("paperclipctl-test".to_string(), "true".to_string())].into()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        Api::<Namespace>::all(self.client().await)
+            .create(&PostParams::default(), &namespace)
+            .await
+            .unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
+        name
+    }
+
+    /// The harness's kubectl (the cluster's own version), already pointed at the harness cluster.
+    pub fn kubectl(&self) -> Command {
+        let mut command = Command::new(self.var("HARNESS_KUBECTL"));
+        command.env("KUBECONFIG", self.var("KUBECONFIG"));
+        command
+    }
+}
+
+fn harness_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/harness")
+}
+
+/// Parses the `export KEY=value` lines that `up` prints (values are shell-quoted with %q).
+fn parse_env(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("export "))
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.to_string(), unquote(v)))
+        .collect()
+}
+
+fn unquote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            '\'' => out.extend(chars.by_ref().take_while(|&c| c != '\'')),
+            _ => out.push(c),
+        }
+    }
+    out
+}

@@ -1,0 +1,11 @@
+//! paperclipctl's integration tests: one binary, one module per area.
+
+mod cli;
+mod harness;
+mod install;
+mod preflight;
+mod profile_errors;
+mod render;
+mod secrets;
+mod shell_image;
+mod smoke;

@@ -1,0 +1,5 @@
+//! Smoke tests that prove each harness component is real and reachable.
+
+mod cluster;
+mod infisical;
+mod services;
