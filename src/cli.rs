@@ -130,6 +130,9 @@ pub enum Command {
     /// Inspect profiles
     #[command(subcommand)]
     Profile(ProfileCommand),
+
+    /// Build and push the shell sidecar image for the nodes' platform
+    Image(crate::commands::image::ImageArgs),
 }
 
 #[derive(Debug, Args)]
@@ -141,6 +144,21 @@ pub struct InstallArgs {
     /// How long each wave may take to become healthy, e.g. 90s, 5m
     #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: std::time::Duration,
+
+    /// Values for secrets Infisical lacks, as KEY=VALUE lines (environment variables of the same
+    /// names win); existing values in Infisical are never overwritten
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<std::path::PathBuf>,
+
+    /// Replace this key's existing value in Infisical (repeatable; a generated key gets a new
+    /// random value, others take theirs from the environment, --secret-file or a prompt)
+    #[arg(long, value_name = "KEY")]
+    pub rotate: Vec<String>,
+
+    /// Client id of the Infisical machine identity (universal auth); the secret comes from
+    /// INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET or a prompt
+    #[arg(long, env = "INFISICAL_UNIVERSAL_AUTH_CLIENT_ID", value_name = "ID")]
+    pub infisical_client_id: Option<String>,
 }
 
 /// Parses `90s`, `5m`, `1h30m` (Go-style, as kubectl takes them).

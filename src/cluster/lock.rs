@@ -58,10 +58,7 @@ impl Lock {
             renew_time: Some(now()),
             ..Default::default()
         };
-        let existing = api
-            .get_opt(LEASE_NAME)
-            .await
-            .map_err(|e| api_error(e, "get", "leases", Some(namespace)))?;
+        let existing = unheld(&api, namespace).await?;
         let written = match existing {
             None => {
                 let lease = Lease {
@@ -74,15 +71,6 @@ impl Lock {
                 api.create(&PostParams::default(), &lease).await
             }
             Some(lease) => {
-                if let Some((holder, expires)) = live_holder(&lease) {
-                    return Err(Error::cluster(
-                        format!("another paperclipctl run holds the release lock: {holder}"),
-                        format!(
-                            "wait for it to finish; if it died, its lock expires by itself at {expires} \
-                             (Lease {namespace}/{LEASE_NAME})"
-                        ),
-                    ));
-                }
                 // resourceVersion makes the takeover fail if someone else took it meanwhile.
                 let taken = Lease {
                     spec: Some(spec),
@@ -103,11 +91,38 @@ impl Lock {
         Ok(Lock { api, heartbeat })
     }
 
+    /// Fails like `acquire` when a live run holds the lock, without taking it: for checks before
+    /// the first write (such as secrets in Infisical) of a run that takes the lock later.
+    pub async fn check_free(client: &kube::Client, namespace: &str) -> Result<()> {
+        let api = Api::<Lease>::namespaced(client.clone(), namespace);
+        unheld(&api, namespace).await.map(|_| ())
+    }
+
     /// Gives the lock up at once (an unreleased lock expires after its duration anyway).
     pub async fn release(self) {
         self.heartbeat.abort();
         let _ = self.api.delete(LEASE_NAME, &DeleteParams::default()).await;
     }
+}
+
+/// The lock's Lease if it exists and no live run holds it; an error naming the holder if one does.
+async fn unheld(api: &Api<Lease>, namespace: &str) -> Result<Option<Lease>> {
+    let existing = match api.get_opt(LEASE_NAME).await {
+        Ok(lease) => lease,
+        // No namespace yet: nobody can hold a lock in it.
+        Err(kube::Error::Api(s)) if s.code == 404 => None,
+        Err(e) => return Err(api_error(e, "get", "leases", Some(namespace))),
+    };
+    if let Some((holder, expires)) = existing.as_ref().and_then(live_holder) {
+        return Err(Error::cluster(
+            format!("another paperclipctl run holds the release lock: {holder}"),
+            format!(
+                "wait for it to finish; if it died, its lock expires by itself at {expires} \
+                 (Lease {namespace}/{LEASE_NAME})"
+            ),
+        ));
+    }
+    Ok(existing)
 }
 
 /// Renews the lease until aborted; a failed renewal is retried on the next beat.

@@ -5,6 +5,7 @@ use serde_json::json;
 use super::plan::{self as show, Planned};
 use crate::cli::{Global, InstallArgs, Output};
 use crate::cluster;
+use crate::cluster::lock::Lock;
 use crate::error::{Error, Result};
 use crate::install::{self, Summary};
 use crate::onboarding::Outcome;
@@ -14,6 +15,7 @@ use crate::profile::Loaded;
 use crate::profile::model::{Profile, SecretKey, ServiceType};
 use crate::render::lint::Severity;
 use crate::render::{self, Object, eso, meta};
+use crate::secrets;
 use crate::ui::Ui;
 
 pub fn run(global: &Global, args: &InstallArgs, ui: &Ui) -> Result<()> {
@@ -35,10 +37,14 @@ pub fn run(global: &Global, args: &InstallArgs, ui: &Ui) -> Result<()> {
             count: errors.len(),
         });
     }
+    let interactive = ui.interactive() && !global.yes;
     super::block_on(async {
         let cluster =
             cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref()).await?;
         ui.progress(&format!("connected to {}", cluster.server));
+        // A run in progress must be refused before this one writes anything, Infisical included.
+        Lock::check_free(&cluster.client, &release.namespace).await?;
+        provision_secrets(&loaded.profile, args, interactive, ui).await?;
         let summary = install::run(
             &cluster.client,
             &loaded.profile,
@@ -54,6 +60,56 @@ pub fn run(global: &Global, args: &InstallArgs, ui: &Ui) -> Result<()> {
         ui.print(&text)?;
         Ok(())
     })
+}
+
+/// Makes sure every key the ExternalSecrets read exists in Infisical, before anything is applied.
+async fn provision_secrets(
+    profile: &Profile,
+    args: &InstallArgs,
+    interactive: bool,
+    ui: &Ui,
+) -> Result<()> {
+    let env = |name: &str| std::env::var(name).ok();
+    let client_secret = match env(secrets::ENV_CLIENT_SECRET) {
+        None if interactive && args.infisical_client_id.is_some() => {
+            ask("Infisical client secret").map_err(Error::Output)?
+        }
+        _ => None,
+    };
+    let credentials = secrets::Credentials::resolve(
+        &profile.secrets.store,
+        args.infisical_client_id.clone(),
+        client_secret,
+        env,
+    )?;
+    let inputs = secrets::Inputs {
+        provided: secrets::Provided::gather(&profile.secrets, args.secret_file.as_deref(), env)?,
+        rotate: args.rotate.iter().cloned().collect(),
+    };
+    let mut prompt = |request: &secrets::PromptRequest<'_>| {
+        ask(&format!(
+            "{} (for {})",
+            request.key,
+            request.secrets.join(", ")
+        ))
+    };
+    let prompt: Option<&mut dyn secrets::Prompt> =
+        if interactive { Some(&mut prompt) } else { None };
+    let outcome = secrets::ensure(&profile.secrets, &credentials, &inputs, prompt).await?;
+    for line in outcome.lines() {
+        ui.progress(&line);
+    }
+    Ok(())
+}
+
+/// Hidden input at the terminal; an empty answer is no answer.
+fn ask(label: &str) -> std::io::Result<Option<secrets::SecretValue>> {
+    let value = dialoguer::Password::new()
+        .with_prompt(label)
+        .allow_empty_password(true)
+        .interact()
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok((!value.is_empty()).then(|| secrets::SecretValue::new(value)))
 }
 
 fn summary_json(summary: &Summary) -> serde_json::Value {

@@ -1,5 +1,6 @@
 //! One module per verb. Each is thin: load the profile, build a plan, hand it to the printer.
 
+pub mod image;
 mod install;
 mod plan;
 mod profile;
@@ -14,6 +15,7 @@ pub fn run(cli: &Cli, ui: &Ui) -> Result<()> {
         Command::Install(args) => install::run(&cli.global, args, ui),
         Command::Plan => plan::run(&cli.global, ui),
         Command::Profile(command) => profile::run(&cli.global, command, ui),
+        Command::Image(args) => image::run(&cli.global, args, ui),
     }
 }
 

@@ -65,6 +65,12 @@ impl Ui {
         out.flush()
     }
 
+    /// Whether a person can answer prompts: both ends are a terminal and this is not CI.
+    pub fn interactive(&self) -> bool {
+        let ci = std::env::var_os("CI").is_some_and(|v| v == "true" || v == "1");
+        std::io::stdin().is_terminal() && std::io::stderr().is_terminal() && !ci
+    }
+
     /// A progress line on stderr: timestamped when it goes to a log (no terminal, or CI=true).
     pub fn progress(&self, text: &str) {
         if self.quiet {

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::process::Output;
 
-use infisical::secrets::CreateSecretRequest;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -16,31 +15,22 @@ use crate::harness::infisical::{Infisical, Project};
 
 const LLM_KEY: &str = "llm-key-for-install-tests";
 
-/// A release under test: its namespace and Infisical project, seeded like an operator would.
+/// A release under test: its namespace (holding the store's credentials Secret, as an operator
+/// would create it) and its own Infisical project.
 struct Setup {
     namespace: String,
     project: Project,
 }
 
-async fn setup(prefix: &str, seed: &[&str]) -> Setup {
+/// Creates the namespace and project; the store's credentials Secret gets `store_secret` as the
+/// client secret (`None`: the harness identity's real one).
+async fn setup(prefix: &str, store_secret: Option<&str>) -> Setup {
     let h = Harness::shared();
     let infisical = Infisical::new();
     let namespace = h.namespace(prefix).await;
     let project = infisical.project(prefix).await;
-    let client = infisical.client(infisical.identity()).await;
-    for key in seed {
-        let value = if *key == "PAPERCLIP_LITELLM_KEY" {
-            LLM_KEY.to_string()
-        } else {
-            format!("{key}-value")
-        };
-        client
-            .secrets()
-            .create(CreateSecretRequest::builder(*key, &value, &project.id, "prod").build())
-            .await
-            .unwrap();
-    }
     let identity = infisical.identity();
+    let client_secret = store_secret.map_or(identity.client_secret.clone(), str::to_string);
     let credentials = Secret {
         metadata: ObjectMeta {
             name: Some("infisical-universal-auth".into()),
@@ -48,7 +38,7 @@ async fn setup(prefix: &str, seed: &[&str]) -> Setup {
         },
         string_data: Some(BTreeMap::from([
             ("clientId".to_string(), identity.client_id.clone()),
-            ("clientSecret".to_string(), identity.client_secret.clone()),
+            ("clientSecret".to_string(), client_secret),
         ])),
         ..Default::default()
     };
@@ -59,16 +49,18 @@ async fn setup(prefix: &str, seed: &[&str]) -> Setup {
     Setup { namespace, project }
 }
 
-/// Runs `paperclipctl install` of the frank profile, pointed at the harness and `setup`.
-async fn install(setup: &Setup, extra: &[&str]) -> Output {
+/// Runs `paperclipctl install` of the frank profile against the harness and `setup`, with the
+/// Infisical identity in the environment (as an operator exports it) and `env` on top.
+async fn install(setup: &Setup, extra: &[&str], env: &[(&str, &str)]) -> Output {
     let h = Harness::shared();
+    let identity = Infisical::new().identity().clone();
     let sets = [
         "secrets.store.kind=SecretStore".to_string(),
         "secrets.store.name=paperclip-infisical".to_string(),
         format!("secrets.store.hostApi={}", h.var("INFISICAL_API_URL")),
         format!("secrets.store.projectSlug={}", setup.project.slug),
         "secrets.store.environmentSlug=prod".to_string(),
-        "secrets.store.secretsPath=/".to_string(),
+        "secrets.store.secretsPath=/paperclip".to_string(),
         "secrets.store.credentials.namespace=null".to_string(),
     ];
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_paperclipctl"));
@@ -83,8 +75,16 @@ async fn install(setup: &Setup, extra: &[&str]) -> Output {
         .args(sets.iter().flat_map(|s| ["--set", s.as_str()]))
         .args(extra)
         .env("KUBECONFIG", h.var("KUBECONFIG"))
+        .env("INFISICAL_UNIVERSAL_AUTH_CLIENT_ID", &identity.client_id)
+        .env(
+            "INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET",
+            &identity.client_secret,
+        )
+        .env_remove("INFISICAL_API_URL")
+        .env_remove("PAPERCLIP_LITELLM_KEY")
         .env("CI", "true")
-        .env("NO_COLOR", "1");
+        .env("NO_COLOR", "1")
+        .envs(env.iter().copied());
     command.output().await.unwrap()
 }
 
@@ -131,13 +131,14 @@ async fn versions(namespace: &str) -> BTreeMap<String, String> {
 async fn fresh_install_reaches_ready_in_wave_order_onboards_once_and_a_second_run_changes_nothing()
 {
     let h = Harness::shared();
-    let setup = setup("install", &["PAPERCLIP_LITELLM_KEY", "BETTER_AUTH_SECRET"]).await;
+    let setup = setup("install", None).await;
     let home = tempfile::tempdir().unwrap();
     let _exec = h
         .serve_app_exec(&setup.namespace, &home.path().join("paperclip"))
         .await;
 
-    let run = install(&setup, &["--timeout", "60s"]).await;
+    let llm_env = [("PAPERCLIP_LITELLM_KEY", LLM_KEY)];
+    let run = install(&setup, &["--timeout", "60s"], &llm_env).await;
     let (stdout, stderr) = (text(&run.stdout), text(&run.stderr));
     assert!(run.status.success(), "install failed:\n{stderr}");
     assert!(
@@ -176,6 +177,11 @@ async fn fresh_install_reaches_ready_in_wave_order_onboards_once_and_a_second_ru
         llm["OPENAI_BASE_URL"].0,
         b"http://litellm.litellm.svc.cluster.local:4000"
     );
+    // BETTER_AUTH_SECRET was generated in Infisical (nobody provided it) and synced.
+    let auth = secrets.get("paperclip-auth").await.unwrap().data.unwrap();
+    assert!(auth["BETTER_AUTH_SECRET"].0.len() >= 32);
+    let auth_secret = String::from_utf8(auth["BETTER_AUTH_SECRET"].0.clone()).unwrap();
+    assert!(!stdout.contains(&auth_secret) && !stderr.contains(&auth_secret));
     // The generated database password exists and is never printed.
     let password = secrets
         .get("paperclip-db-postgresql")
@@ -204,7 +210,7 @@ async fn fresh_install_reaches_ready_in_wave_order_onboards_once_and_a_second_ru
 
     // A second install of the same profile writes nothing at all.
     let before = versions(&setup.namespace).await;
-    let again = install(&setup, &["--timeout", "60s"]).await;
+    let again = install(&setup, &["--timeout", "60s"], &llm_env).await;
     assert!(again.status.success(), "{}", text(&again.stderr));
     assert!(
         text(&again.stdout).contains("is up to date: nothing changed"),
@@ -220,7 +226,7 @@ async fn fresh_install_reaches_ready_in_wave_order_onboards_once_and_a_second_ru
 #[tokio::test]
 async fn a_lock_held_by_a_live_run_refuses_a_second_run() {
     let h = Harness::shared();
-    let setup = setup("locked", &[]).await;
+    let setup = setup("locked", None).await;
     let lease = Lease {
         metadata: ObjectMeta {
             name: Some("paperclipctl-lock".into()),
@@ -237,7 +243,7 @@ async fn a_lock_held_by_a_live_run_refuses_a_second_run() {
         .create(&PostParams::default(), &lease)
         .await
         .unwrap();
-    let run = install(&setup, &["--timeout", "60s"]).await;
+    let run = install(&setup, &[], &[("PAPERCLIP_LITELLM_KEY", LLM_KEY)]).await;
     assert_eq!(run.status.code(), Some(4), "{}", text(&run.stderr));
     let stderr = text(&run.stderr);
     assert!(
@@ -255,17 +261,43 @@ async fn a_lock_held_by_a_live_run_refuses_a_second_run() {
 }
 
 #[tokio::test]
-async fn a_required_secret_missing_in_infisical_names_its_external_secret() {
-    let setup = setup("missing", &["PAPERCLIP_LITELLM_KEY"]).await;
-    let run = install(&setup, &["--timeout", "8s"]).await;
+async fn a_required_secret_nobody_provides_stops_the_install_before_anything_is_written() {
+    let setup = setup("nokey", None).await;
+    let run = install(&setup, &[], &[]).await;
+    let stderr = text(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("PAPERCLIP_LITELLM_KEY"), "{stderr}");
+    assert!(stderr.contains("--secret-file"), "{stderr}");
+    let versions = versions(&setup.namespace).await;
+    assert!(
+        !versions
+            .keys()
+            .any(|k| k.starts_with("StatefulSet/") || k.starts_with("ExternalSecret/")),
+        "nothing may be applied: {versions:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_external_secret_that_cannot_sync_is_named_with_the_controller_condition() {
+    // The store's credentials are wrong: External Secrets cannot log in to Infisical.
+    let setup = setup("nosync", Some("not-the-secret")).await;
+    let run = install(
+        &setup,
+        &["--timeout", "8s"],
+        &[("PAPERCLIP_LITELLM_KEY", LLM_KEY)],
+    )
+    .await;
     let stderr = text(&run.stderr);
     assert_eq!(run.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("ExternalSecret/paperclip-"), "{stderr}");
     assert!(
-        stderr.contains("ExternalSecret/paperclip-auth did not become healthy in time"),
+        stderr.contains("did not become healthy in time"),
         "{stderr}"
     );
-    // The External Secrets controller's own condition says what is wrong.
-    assert!(stderr.contains("SecretSyncedError"), "{stderr}");
+    assert!(
+        !stderr.contains("no status seen"),
+        "the controller's condition is shown: {stderr}"
+    );
     let versions = versions(&setup.namespace).await;
     assert!(
         !versions.contains_key("Deployment/paperclip"),

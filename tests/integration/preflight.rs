@@ -8,6 +8,7 @@
 //! cluster never see each other's objects.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -25,9 +26,29 @@ use crate::harness::registry::{self, PlatformImages};
 /// Generous for a loaded two-core machine; every wait below normally ends within a second.
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// The fixture images, pushed (idempotently) to the harness registry.
+/// The fixture images, pushed to the harness registry once per test process: every test here
+/// pushing the same blobs at the same moment only adds load and upload races.
 async fn images() -> PlatformImages {
-    registry::push_platform_images(Harness::shared().var("HARNESS_REGISTRY")).await
+    static IMAGES: OnceLock<PlatformImages> = OnceLock::new();
+    let registry = Harness::shared().var("HARNESS_REGISTRY");
+    IMAGES
+        .get_or_init(|| {
+            // Each test has a runtime of its own, so the one push runs on a runtime of its own
+            // too; the tests waiting for it have nothing else to do meanwhile.
+            std::thread::scope(|scope| {
+                scope
+                    .spawn(|| {
+                        tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .expect("a runtime for the fixture push")
+                            .block_on(registry::push_platform_images(registry))
+                    })
+                    .join()
+                    .expect("push the fixture images")
+            })
+        })
+        .clone()
 }
 
 /// An address no other test or run uses (198.18.0.0/15 is reserved for benchmarks and never
