@@ -155,6 +155,11 @@ pub struct InstallArgs {
     #[arg(long, value_name = "KEY")]
     pub rotate: Vec<String>,
 
+    /// Go on although this preflight check fails (repeatable; check ids are in the table and in
+    /// `plan -o json`), e.g. when an image lives in a registry only the nodes can reach
+    #[arg(long, value_name = "CHECK")]
+    pub ignore_preflight: Vec<String>,
+
     /// Client id of the Infisical machine identity (universal auth); the secret comes from
     /// INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET or a prompt
     #[arg(long, env = "INFISICAL_UNIVERSAL_AUTH_CLIENT_ID", value_name = "ID")]

@@ -18,6 +18,8 @@ pub mod exit {
     pub const CLUSTER: u8 = 4;
     /// A wait failed: an object did not become healthy (fail-fast condition or timeout).
     pub const NOT_HEALTHY: u8 = 5;
+    /// A preflight check failed; nothing was written.
+    pub const PREFLIGHT: u8 = 6;
 }
 
 #[derive(Debug, thiserror::Error, Diagnostic)]
@@ -65,6 +67,13 @@ pub enum Error {
     #[diagnostic(transparent)]
     Image(#[from] crate::image::ImageError),
 
+    #[error("{count} preflight check(s) failed; nothing was written")]
+    #[diagnostic(
+        code(paperclipctl::preflight),
+        help("each failed check above says how to fix it; run the command again afterwards")
+    )]
+    Preflight { count: usize },
+
     #[error("cannot write the output: {0}")]
     #[diagnostic(code(paperclipctl::output))]
     Output(#[from] std::io::Error),
@@ -83,6 +92,7 @@ impl Error {
             Error::Lint { .. } => exit::LINT,
             Error::Cluster { .. } => exit::CLUSTER,
             Error::NotHealthy { .. } => exit::NOT_HEALTHY,
+            Error::Preflight { .. } => exit::PREFLIGHT,
             Error::Output(_) | Error::Serialize(_) | Error::Image(_) => exit::FAILURE,
         }
     }

@@ -10,9 +10,11 @@ use crate::error::{Error, Result};
 use crate::install::{self, Summary};
 use crate::onboarding::Outcome;
 use crate::plan::{Plan, Step};
+use crate::preflight;
 use crate::preflight::Check;
 use crate::profile::Loaded;
 use crate::profile::model::{Profile, SecretKey, ServiceType};
+use crate::render::Release;
 use crate::render::lint::Severity;
 use crate::render::{self, Object, eso, meta};
 use crate::secrets;
@@ -44,6 +46,14 @@ pub fn run(global: &Global, args: &InstallArgs, ui: &Ui) -> Result<()> {
         ui.progress(&format!("connected to {}", cluster.server));
         // A run in progress must be refused before this one writes anything, Infisical included.
         Lock::check_free(&cluster.client, &release.namespace).await?;
+        preflight(
+            &cluster.client,
+            &loaded.profile,
+            &release,
+            &args.ignore_preflight,
+            ui,
+        )
+        .await?;
         provision_secrets(&loaded.profile, args, interactive, ui).await?;
         let summary = install::run(
             &cluster.client,
@@ -60,6 +70,52 @@ pub fn run(global: &Global, args: &InstallArgs, ui: &Ui) -> Result<()> {
         ui.print(&text)?;
         Ok(())
     })
+}
+
+/// Runs every preflight check and stops, before anything is written, when one fails that the
+/// user did not choose to ignore.
+async fn preflight(
+    client: &kube::Client,
+    profile: &Profile,
+    release: &Release,
+    ignore: &[String],
+    ui: &Ui,
+) -> Result<()> {
+    let auth = preflight::RegistryAuth::from_docker_config().map_err(|e| {
+        Error::usage(
+            e.to_string(),
+            "fix or move the Docker config file (DOCKER_CONFIG), or log in again",
+        )
+    })?;
+    let report = preflight::run(client, profile, release, &auth).await;
+    ui.note(&report.to_text());
+    if let Some(unknown) = ignore.iter().find(|id| report.get(id).is_none()) {
+        let ids: Vec<&str> = report.checks.iter().map(|c| c.id.as_str()).collect();
+        return Err(Error::usage(
+            format!("--ignore-preflight {unknown}: there is no such check"),
+            format!("checks: {}", ids.join(", ")),
+        ));
+    }
+    let failed: Vec<&str> = report
+        .checks
+        .iter()
+        .filter(|c| c.outcome.status == preflight::Status::Fail)
+        .map(|c| c.id.as_str())
+        .collect();
+    for id in failed.iter().filter(|id| ignore.iter().any(|i| i == *id)) {
+        ui.note(&format!(
+            "{}: preflight check {id} failed; going on as --ignore-preflight says",
+            ui.warning("warning")
+        ));
+    }
+    let blocking = failed
+        .iter()
+        .filter(|id| !ignore.iter().any(|i| i == *id))
+        .count();
+    if blocking > 0 {
+        return Err(Error::Preflight { count: blocking });
+    }
+    Ok(())
 }
 
 /// Makes sure every key the ExternalSecrets read exists in Infisical, before anything is applied.

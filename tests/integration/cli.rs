@@ -49,17 +49,6 @@ fn install_dry_run_shows_the_waves_in_order_and_changes_nothing() {
 }
 
 #[test]
-fn install_without_dry_run_says_what_to_run() {
-    let run = paperclipctl(&["install", "--profile", "frank"]);
-    assert_eq!(run.code, 2);
-    assert!(
-        run.stderr.contains("paperclipctl install --dry-run"),
-        "{}",
-        run.stderr
-    );
-}
-
-#[test]
 fn yaml_output_is_a_multi_document_manifest_stream() {
     let run = paperclipctl(&["plan", "--profile", "frank", "-o", "yaml"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -227,6 +216,8 @@ fn every_verb_has_help() {
         vec!["plan", "--help"],
         vec!["profile", "--help"],
         vec!["profile", "show", "--help"],
+        vec!["image", "build", "--help"],
+        vec!["image", "push", "--help"],
     ] {
         let run = paperclipctl(&args);
         assert_eq!(run.code, 0, "{args:?}");

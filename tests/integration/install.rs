@@ -20,6 +20,9 @@ const LLM_KEY: &str = "llm-key-for-install-tests";
 struct Setup {
     namespace: String,
     project: Project,
+    /// LoadBalancer IPs of the app and the shell (unique: Services of earlier tests keep theirs).
+    app_ip: String,
+    shell_ip: String,
 }
 
 /// Creates the namespace and project; the store's credentials Secret gets `store_secret` as the
@@ -46,7 +49,12 @@ async fn setup(prefix: &str, store_secret: Option<&str>) -> Setup {
         .create(&PostParams::default(), &credentials)
         .await
         .unwrap();
-    Setup { namespace, project }
+    Setup {
+        namespace,
+        project,
+        app_ip: crate::harness::unique_ip(),
+        shell_ip: crate::harness::unique_ip(),
+    }
 }
 
 /// Runs `paperclipctl install` of the frank profile against the harness and `setup`, with the
@@ -54,6 +62,9 @@ async fn setup(prefix: &str, store_secret: Option<&str>) -> Setup {
 async fn install(setup: &Setup, extra: &[&str], env: &[(&str, &str)]) -> Output {
     let h = Harness::shared();
     let identity = Infisical::new().identity().clone();
+    let image = crate::harness::registry::fixture_images()
+        .await
+        .multi_platform;
     let sets = [
         "secrets.store.kind=SecretStore".to_string(),
         "secrets.store.name=paperclip-infisical".to_string(),
@@ -62,6 +73,14 @@ async fn install(setup: &Setup, extra: &[&str], env: &[(&str, &str)]) -> Output 
         "secrets.store.environmentSlug=prod".to_string(),
         "secrets.store.secretsPath=/paperclip".to_string(),
         "secrets.store.credentials.namespace=null".to_string(),
+        // Preflight reads every image from its registry: the harness registry's two-platform
+        // fixture stands in for them all.
+        format!("app.image={image}"),
+        format!("database.image={image}"),
+        format!("database.metrics.image={image}"),
+        format!("shell.image={image}"),
+        format!("app.service.loadBalancerIp={}", setup.app_ip),
+        format!("shell.service.loadBalancerIp={}", setup.shell_ip),
     ];
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_paperclipctl"));
     command
@@ -149,7 +168,7 @@ async fn fresh_install_reaches_ready_in_wave_order_onboards_once_and_a_second_ru
         "{stdout}"
     );
     assert!(
-        stdout.contains("Shell: ssh -p 22 agent@192.168.55.221"),
+        stdout.contains(&format!("Shell: ssh -p 22 agent@{}", setup.shell_ip)),
         "{stdout}"
     );
     // The database was healthy before anything of wave 1 was created.
@@ -387,4 +406,139 @@ async fn plan_yaml_is_accepted_by_kubectl_server_side_apply() {
             "{object} missing in:\n{applied}"
         );
     }
+}
+
+/// Installs with the app container playing a kubelet failure (see the harness's
+/// stages/pod-failures.yaml) and returns the exit code and stderr.
+async fn install_failing_app(what: &str) -> (Option<i32>, String, Setup) {
+    let setup = setup(&format!("fail-{what}"), None).await;
+    let image = format!("app.image=harness.invalid/fail:{what}");
+    let args = [
+        "--timeout",
+        "60s",
+        "--ignore-preflight",
+        "image-app",
+        "--set",
+        &image,
+    ];
+    let run = install(&setup, &args, &[("PAPERCLIP_LITELLM_KEY", LLM_KEY)]).await;
+    (run.status.code(), text(&run.stderr), setup)
+}
+
+#[tokio::test]
+async fn a_crash_looping_app_fails_fast_with_the_command_to_read_its_logs() {
+    let (code, stderr, setup) = install_failing_app("crashloop").await;
+    assert_eq!(code, Some(5), "{stderr}");
+    assert!(
+        stderr.contains("warning: preflight check image-app failed; going on"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("container paperclip of pod paperclip-"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("is crash-looping (4 restarts)"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("kubectl logs -n {} paperclip-", setup.namespace)),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("in time"),
+        "it must fail fast, not time out: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn an_oom_killed_app_names_its_limit_and_the_field_to_raise() {
+    let (code, stderr, _) = install_failing_app("oom").await;
+    assert_eq!(code, Some(5), "{stderr}");
+    assert!(
+        stderr.contains("was OOMKilled at its memory limit (12Gi)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("raise app.resources.limits.memory"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn an_image_that_cannot_be_pulled_fails_fast() {
+    let (code, stderr, _) = install_failing_app("pull").await;
+    assert_eq!(code, Some(5), "{stderr}");
+    assert!(
+        stderr.contains("cannot pull image harness.invalid/fail:pull (ImagePullBackOff)"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_secret_in_the_pod_spec_names_the_secret() {
+    let (code, stderr, _) = install_failing_app("config").await;
+    assert_eq!(code, Some(5), "{stderr}");
+    assert!(
+        stderr.contains("cannot be configured: secret \"paperclip-gemini\" not found"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("mark it optional in app.envFrom"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_volume_that_cannot_attach_fails_fast() {
+    use futures_util::StreamExt;
+    use k8s_openapi::api::core::v1::{Event, ObjectReference, Pod};
+    use kube::runtime::{WatchStreamExt, watcher};
+
+    let h = Harness::shared();
+    let setup = setup("attach", None).await;
+    let client = h.client().await;
+    // The attach/detach controller's complaint about the app pod, once the pod exists (no exec
+    // is served for it, so it never becomes ready on its own).
+    let namespace = setup.namespace.clone();
+    let complain = tokio::spawn(async move {
+        let pods = Api::<Pod>::namespaced(client.clone(), &namespace);
+        let selector = "app.kubernetes.io/component=app";
+        let mut stream = watcher(pods, watcher::Config::default().labels(selector))
+            .applied_objects()
+            .boxed();
+        let pod = stream.next().await.unwrap().unwrap();
+        let event = Event {
+            metadata: ObjectMeta {
+                generate_name: Some("attach-".into()),
+                ..Default::default()
+            },
+            involved_object: ObjectReference {
+                kind: Some("Pod".into()),
+                name: pod.metadata.name.clone(),
+                namespace: Some(namespace.clone()),
+                uid: pod.metadata.uid.clone(),
+                ..Default::default()
+            },
+            reason: Some("FailedAttachVolume".into()),
+            message: Some("Multi-Attach error for volume \"pvc-1\": Volume is already exclusively attached to one node".into()),
+            type_: Some("Warning".into()),
+            ..Default::default()
+        };
+        Api::<Event>::namespaced(client, &namespace)
+            .create(&PostParams::default(), &event)
+            .await
+            .unwrap();
+    });
+    let run = install(
+        &setup,
+        &["--timeout", "60s"],
+        &[("PAPERCLIP_LITELLM_KEY", LLM_KEY)],
+    )
+    .await;
+    complain.await.unwrap();
+    let stderr = text(&run.stderr);
+    assert_eq!(run.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains("cannot attach its volume: Multi-Attach error"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Recreate strategy"), "{stderr}");
 }

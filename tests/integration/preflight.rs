@@ -1,16 +1,14 @@
 //! Preflight against the harness cluster: each test makes one check fail for real (a dead tag,
 //! an arm64-only image on an amd64 node, a missing storage class, a taken LoadBalancer IP, a
-//! node too small, an earlier OOMKilled run, missing store credentials, a denied read) and reads
-//! the message a user would see.
+//! node too small, an earlier OOMKilled run, missing store credentials, a denied read, an API
+//! that does not answer) and reads the message a user would see.
 //!
 //! Every profile runs in a namespace of its own, with all images taken from the harness
 //! registry and the store's credentials Secret expected in that namespace, so tests sharing the
 //! cluster never see each other's objects.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Secret, Service, ServiceSpec};
@@ -25,51 +23,6 @@ use crate::harness::registry::{self, PlatformImages};
 
 /// Generous for a loaded two-core machine; every wait below normally ends within a second.
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// The fixture images, pushed to the harness registry once per test process: every test here
-/// pushing the same blobs at the same moment only adds load and upload races.
-async fn images() -> PlatformImages {
-    static IMAGES: OnceLock<PlatformImages> = OnceLock::new();
-    let registry = Harness::shared().var("HARNESS_REGISTRY");
-    IMAGES
-        .get_or_init(|| {
-            // Each test has a runtime of its own, so the one push runs on a runtime of its own
-            // too; the tests waiting for it have nothing else to do meanwhile.
-            std::thread::scope(|scope| {
-                scope
-                    .spawn(|| {
-                        tokio::runtime::Builder::new_current_thread()
-                            .enable_all()
-                            .build()
-                            .expect("a runtime for the fixture push")
-                            .block_on(registry::push_platform_images(registry))
-                    })
-                    .join()
-                    .expect("push the fixture images")
-            })
-        })
-        .clone()
-}
-
-/// An address no other test or run uses (198.18.0.0/15 is reserved for benchmarks and never
-/// routed): Services are never cleaned up, so a fixed address would collide on a re-run.
-fn unique_ip() -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let micros = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as u32;
-    let n = micros
-        .wrapping_mul(31)
-        .wrapping_add(std::process::id().rotate_left(20))
-        .wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed) << 9);
-    format!(
-        "198.{}.{}.{}",
-        18 + (n & 1),
-        (n >> 1) & 0xff,
-        1 + (n >> 9) % 254
-    )
-}
 
 /// Frank's profile in `namespace`, with every image the multi-platform fixture, the store's
 /// credentials expected in `namespace`, fresh LoadBalancer IPs, then `sets`.
@@ -86,8 +39,11 @@ fn frank(
         format!("database.metrics.image={multi}"),
         format!("shell.image={multi}"),
         format!("secrets.store.credentials.namespace={namespace}"),
-        format!("app.service.loadBalancerIp={}", unique_ip()),
-        format!("shell.service.loadBalancerIp={}", unique_ip()),
+        format!("app.service.loadBalancerIp={}", crate::harness::unique_ip()),
+        format!(
+            "shell.service.loadBalancerIp={}",
+            crate::harness::unique_ip()
+        ),
     ];
     all.extend_from_slice(sets);
     paperclipctl::profile::load("frank", &all)
@@ -119,7 +75,7 @@ fn assert_status(report: &Report, id: &str, status: Status) {
 #[tokio::test]
 async fn a_tag_the_registry_does_not_have_fails_naming_the_image_and_tags_that_exist() {
     let harness = Harness::shared();
-    let images = images().await;
+    let images = registry::fixture_images().await;
     let namespace = harness.namespace("preflight-tag").await;
     let registry = harness.var("HARNESS_REGISTRY");
     let dead = format!("{registry}/{}:sha-0000000", registry::REPOSITORY);
@@ -147,7 +103,7 @@ async fn a_tag_the_registry_does_not_have_fails_naming_the_image_and_tags_that_e
 #[tokio::test]
 async fn an_arm64_only_image_pinned_to_the_amd64_gpu_node_fails_listing_its_platforms() {
     let harness = Harness::shared();
-    let images = images().await;
+    let images = registry::fixture_images().await;
     let namespace = harness.namespace("preflight-arm").await;
     let profile = frank(
         &namespace,
@@ -172,7 +128,7 @@ async fn an_arm64_only_image_pinned_to_the_amd64_gpu_node_fails_listing_its_plat
 #[tokio::test]
 async fn a_multi_platform_image_and_a_single_manifest_pass_where_they_fit() {
     let harness = Harness::shared();
-    let images = images().await;
+    let images = registry::fixture_images().await;
     let namespace = harness.namespace("preflight-multi").await;
     let client = harness.client().await;
     let profile = frank(
@@ -220,7 +176,7 @@ async fn a_multi_platform_image_and_a_single_manifest_pass_where_they_fit() {
 #[tokio::test]
 async fn a_storage_class_the_cluster_lacks_fails_listing_the_classes_it_has() {
     let harness = Harness::shared();
-    let images = images().await;
+    let images = registry::fixture_images().await;
     let namespace = harness.namespace("preflight-sc").await;
     let profile = frank(&namespace, &images, &["storage.className=fast-nvme".into()]);
 
@@ -259,11 +215,11 @@ fn load_balancer(namespace: &str, name: &str, ip: &str) -> Service {
 #[tokio::test]
 async fn a_load_balancer_ip_held_by_a_service_elsewhere_fails_and_our_own_does_not() {
     let harness = Harness::shared();
-    let images = images().await;
+    let images = registry::fixture_images().await;
     let client = harness.client().await;
     let namespace = harness.namespace("preflight-lb").await;
     let other = harness.namespace("preflight-lb-other").await;
-    let ip = unique_ip();
+    let ip = crate::harness::unique_ip();
     let profile = frank(
         &namespace,
         &images,
@@ -318,7 +274,7 @@ async fn a_load_balancer_ip_held_by_a_service_elsewhere_fails_and_our_own_does_n
 #[tokio::test]
 async fn a_memory_limit_larger_than_the_pinned_node_fails_naming_the_node() {
     let harness = Harness::shared();
-    let images = images().await;
+    let images = registry::fixture_images().await;
     let namespace = harness.namespace("preflight-mem").await;
     let profile = frank(
         &namespace,
@@ -361,7 +317,7 @@ where
 #[tokio::test]
 async fn an_earlier_oom_killed_app_warns_to_raise_the_limit() {
     let harness = Harness::shared();
-    let images = images().await;
+    let images = registry::fixture_images().await;
     let client = harness.client().await;
     let namespace = harness.namespace("preflight-oom").await;
     let profile = frank(
@@ -462,7 +418,7 @@ async fn an_earlier_oom_killed_app_warns_to_raise_the_limit() {
 #[tokio::test]
 async fn store_credentials_must_exist_with_both_keys_and_are_never_printed() {
     let harness = Harness::shared();
-    let images = images().await;
+    let images = registry::fixture_images().await;
     let client = harness.client().await;
     let namespace = harness.namespace("preflight-creds").await;
     let profile = frank(&namespace, &images, &[]);
@@ -530,7 +486,7 @@ async fn store_credentials_must_exist_with_both_keys_and_are_never_printed() {
 #[tokio::test]
 async fn a_denied_read_fails_naming_the_verb_and_resource() {
     let harness = Harness::shared();
-    let images = images().await;
+    let images = registry::fixture_images().await;
     let namespace = harness.namespace("preflight-rbac").await;
     let profile = frank(&namespace, &images, &[]);
     // The harness admin acting as a user nobody granted anything.
@@ -565,4 +521,30 @@ async fn a_denied_read_fails_naming_the_verb_and_resource() {
         "{}",
         access.detail
     );
+}
+
+#[tokio::test]
+async fn an_api_that_does_not_answer_fails_once_and_skips_the_other_checks() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    // Nothing listens on the discard port of this machine: the connection is refused at once.
+    let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+    let client = kube::Client::try_from(config).unwrap();
+    let profile = paperclipctl::profile::load("frank", &[]).unwrap().profile;
+
+    let report = run(&client, &profile).await;
+
+    let access = &row(&report, "api-access").outcome;
+    assert_eq!(access.status, Status::Fail);
+    assert!(
+        access.detail.starts_with("cannot get /version: "),
+        "{}",
+        access.detail
+    );
+    for skipped in report.checks.iter().filter(|r| r.id != "api-access") {
+        assert_eq!(skipped.outcome.status, Status::Fail, "{}", skipped.id);
+        assert_eq!(
+            skipped.outcome.detail,
+            "not checked: the Kubernetes API did not answer"
+        );
+    }
 }

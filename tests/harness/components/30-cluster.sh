@@ -214,6 +214,12 @@ cluster_stages_up() {
       values: ['true']" "$dir/pod-ready.yaml"
   grep -q "harness.paperclipctl.io/exec-ready" "$dir/pod-ready.yaml" ||
     harness_die "KWOK's pod-ready stage changed shape: the exec gate was not added"
+  # Pods that play a kubelet failure (stages/pod-failures.yaml) must never become ready.
+  sed -i "/^    matchExpressions:$/a\\
+    - key: '.spec.containers[0].image | startswith(\"harness.invalid/fail:\")'\\
+      operator: 'NotIn'\\
+      values: ['true']" "$dir/pod-ready.yaml"
+  cp "$HARNESS_DIR/stages/pod-failures.yaml" "$dir/"
   cluster_kubectl apply --server-side --field-manager=paperclipctl-harness -f "$dir" >/dev/null
 }
 

@@ -124,3 +124,23 @@ fn unquote(value: &str) -> String {
     }
     out
 }
+
+/// An address no other test or run uses (198.18.0.0/15 is reserved for benchmarks and never
+/// routed): Services are never cleaned up, so a fixed address would collide on a re-run.
+pub fn unique_ip() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u32;
+    let n = micros
+        .wrapping_mul(31)
+        .wrapping_add(std::process::id().rotate_left(20))
+        .wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed) << 9);
+    format!(
+        "198.{}.{}.{}",
+        18 + (n & 1),
+        (n >> 1) & 0xff,
+        1 + (n >> 9) % 254
+    )
+}

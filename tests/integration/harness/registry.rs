@@ -5,6 +5,8 @@
 //! `platform`. All content is deterministic, so pushing again (also from concurrent tests) only
 //! rewrites identical blobs and tags.
 
+use std::sync::OnceLock;
+
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::manifest::{
     IMAGE_CONFIG_MEDIA_TYPE, IMAGE_LAYER_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE,
@@ -13,6 +15,8 @@ use oci_client::manifest::{
 use oci_client::{Client, Reference};
 use serde_json::json;
 use sha2::{Digest, Sha256};
+
+use super::Harness;
 
 /// The repository in the harness registry that holds the fixture images.
 pub const REPOSITORY: &str = "fixtures/platforms";
@@ -163,4 +167,29 @@ fn sha256(bytes: &[u8]) -> String {
     let hash = Sha256::digest(bytes);
     let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
     format!("sha256:{hex}")
+}
+
+/// The fixture images, pushed to the harness registry once per test process: every test here
+/// pushing the same blobs at the same moment only adds load and upload races.
+pub async fn fixture_images() -> PlatformImages {
+    static IMAGES: OnceLock<PlatformImages> = OnceLock::new();
+    let registry = Harness::shared().var("HARNESS_REGISTRY");
+    IMAGES
+        .get_or_init(|| {
+            // Each test has a runtime of its own, so the one push runs on a runtime of its own
+            // too; the tests waiting for it have nothing else to do meanwhile.
+            std::thread::scope(|scope| {
+                scope
+                    .spawn(|| {
+                        tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .expect("a runtime for the fixture push")
+                            .block_on(push_platform_images(registry))
+                    })
+                    .join()
+                    .expect("push the fixture images")
+            })
+        })
+        .clone()
 }
