@@ -206,6 +206,9 @@ fn probe(p: &model::Probe, period: i32, initial_delay: i32) -> Probe {
     }
 }
 
+/// The shell sidecar. It has no readiness probe on purpose: its boot hook may spend minutes
+/// installing tools before sshd starts, and an unready sidecar would take the whole pod (and so
+/// the app's Service endpoints) out of rotation meanwhile.
 fn shell_container(shell: &Shell) -> Container {
     let mut ports = vec![ContainerPort {
         name: Some("ssh".into()),
@@ -230,14 +233,6 @@ fn shell_container(shell: &Shell) -> Container {
         name: SHELL_NAME.into(),
         image: Some(shell.image.to_string()),
         ports: Some(ports),
-        readiness_probe: Some(Probe {
-            tcp_socket: Some(TCPSocketAction {
-                port: IntOrString::String("ssh".into()),
-                host: None,
-            }),
-            period_seconds: Some(10),
-            ..Default::default()
-        }),
         resources: Some(pod::resources(&shell.resources)),
         security_context: Some(SecurityContext {
             run_as_user: Some(UID),
