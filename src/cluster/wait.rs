@@ -45,33 +45,22 @@ async fn one(
     object: &Object,
     deadline: Instant,
 ) -> Result<()> {
-    let name = object.name().to_string();
-    let by_name = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let name = object.name();
     let result = match object {
         Object::StatefulSet(_) => {
             let api = Api::<StatefulSet>::namespaced(client.clone(), namespace);
-            let ready = watcher(api, by_name)
-                .default_backoff()
-                .applied_objects()
-                .map(|r| r.map(|s| statefulset_ready(&s)));
-            with_pods(client, namespace, object, ready.boxed(), deadline).await
+            let ready = readiness(api, name, statefulset_ready);
+            with_pods(client, namespace, object, ready, deadline).await
         }
         Object::Deployment(_) => {
             let api = Api::<Deployment>::namespaced(client.clone(), namespace);
-            let ready = watcher(api, by_name)
-                .default_backoff()
-                .applied_objects()
-                .map(|r| r.map(|d| deployment_ready(&d)));
-            with_pods(client, namespace, object, ready.boxed(), deadline).await
+            let ready = readiness(api, name, deployment_ready);
+            with_pods(client, namespace, object, ready, deadline).await
         }
         Object::ExternalSecret(_) => {
             let (resource, _) = api_resource("ExternalSecret");
             let api = Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &resource);
-            let ready = watcher(api, by_name)
-                .default_backoff()
-                .applied_objects()
-                .map(|r| r.map(|es| external_secret_ready(&es)));
-            until_ready(ready.boxed(), deadline).await
+            until_ready(readiness(api, name, external_secret_ready), deadline).await
         }
         other => unreachable!("{} is not waited on", other.id()),
     };
@@ -91,6 +80,19 @@ enum Outcome {
 
 type ReadyStream =
     futures_util::stream::BoxStream<'static, std::result::Result<Readiness, watcher::Error>>;
+
+/// The readiness of the object `name`, each time the watch sees it change.
+fn readiness<K>(api: Api<K>, name: &str, ready: fn(&K) -> Readiness) -> ReadyStream
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let by_name = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    watcher(api, by_name)
+        .default_backoff()
+        .applied_objects()
+        .map(move |r| r.map(|object| ready(&object)))
+        .boxed()
+}
 
 /// Whether an object is ready, and if not, in a few words why.
 enum Readiness {
