@@ -55,16 +55,16 @@ pub struct Global {
     #[arg(short = 'n', long, global = true, value_name = "NAME")]
     pub namespace: Option<String>,
 
-    /// Built-in profile name or path to a profile YAML file
+    /// Built-in profile name or path to a profile YAML file [default: default; `install` on a
+    /// terminal without it asks for the values instead]
     #[arg(
         short = 'p',
         long,
         global = true,
         env = "PAPERCLIPCTL_PROFILE",
-        default_value = "default",
         value_name = "NAME|PATH"
     )]
-    pub profile: String,
+    pub profile: Option<String>,
 
     /// Override one profile value, e.g. --set app.service.port=8080 (repeatable; the value is
     /// read as YAML, lists are indexed as `secrets.externalSecrets[0].optional`)
@@ -112,7 +112,10 @@ pub enum Command {
                       ready, onboard the instance once, and record the revision. An install of an \
                       unchanged release changes nothing. A concurrent run is refused (a Lease in \
                       the namespace, which expires by itself if a run dies).",
-        after_help = "With --dry-run, the same as `paperclipctl plan`: nothing is touched."
+        after_help = "With --dry-run, the same as `paperclipctl plan`: nothing is touched.\n\
+                      At a terminal without --profile (or PAPERCLIPCTL_PROFILE) and --yes, it \
+                      first asks for the profile's values, shows the plan and saves the profile \
+                      to a file, so the same install runs again without questions."
     )]
     Install(InstallArgs),
 

@@ -13,10 +13,12 @@ use crate::cluster::apply::{self, Change};
 use crate::cluster::lock::Lock;
 use crate::cluster::{api_error, wait};
 use crate::error::{Error, Result};
+use crate::health::{self, Health};
 use crate::onboarding;
 use crate::profile::Profile;
 use crate::release;
 use crate::render::{Object, Release, meta};
+use crate::ui::progress::Event;
 
 /// What an install did.
 #[derive(Debug)]
@@ -26,6 +28,8 @@ pub struct Summary {
     /// The revision recorded, or `None` when the release was already up to date.
     pub revision: Option<u32>,
     pub onboarding: Option<onboarding::Outcome>,
+    /// What the running app says of itself (`/api/health`), read after onboarding.
+    pub health: Health,
 }
 
 impl Summary {
@@ -40,7 +44,7 @@ pub async fn run(
     profile: &Profile,
     release: &Release,
     timeout: Duration,
-    progress: &(dyn Fn(&str) + Sync),
+    progress: &(dyn Fn(Event<'_>) + Sync),
 ) -> Result<Summary> {
     let namespace = release.namespace.as_str();
     let values = values(client, profile, release).await?;
@@ -53,6 +57,8 @@ pub async fn run(
             changes,
             revision: None,
             onboarding: None,
+            // Nothing is written, but the app may have lost its database since the last run.
+            health: health::check(client, namespace).await?,
         });
     }
     // The lock lives in the release's namespace, so that comes first (rendering puts it first).
@@ -66,12 +72,23 @@ pub async fn run(
     let outcome = apply_waves(client, release, &values, timeout, progress, &mut changes).await;
     let onboarding = match outcome {
         Ok(()) => {
-            progress("onboarding");
+            progress(Event::Step("onboarding"));
             onboarding::run(client, namespace).await.map(Some)
         }
         Err(e) => Err(e),
     };
-    let result = match &onboarding {
+    // An app that cannot reach its database makes the revision a failed one, so the next run
+    // does the whole install again instead of calling it up to date.
+    let checked = match onboarding {
+        Ok(outcome) => {
+            progress(Event::Step("reading /api/health"));
+            health::check(client, namespace)
+                .await
+                .map(|health| (outcome, health))
+        }
+        Err(e) => Err(e),
+    };
+    let result = match &checked {
         Ok(_) => "deployed".to_string(),
         Err(e) => format!("failed: {e}"),
     };
@@ -83,11 +100,12 @@ pub async fn run(
     )
     .await;
     lock.release().await;
-    let onboarding = onboarding?;
+    let (onboarding, health) = checked?;
     Ok(Summary {
         changes,
         revision: Some(revision?),
         onboarding,
+        health,
     })
 }
 
@@ -96,25 +114,28 @@ async fn apply_waves(
     release: &Release,
     values: &[Value],
     timeout: Duration,
-    progress: &(dyn Fn(&str) + Sync),
+    progress: &(dyn Fn(Event<'_>) + Sync),
     changes: &mut Vec<(String, Change)>,
 ) -> Result<()> {
     let mut values = values.iter();
     for wave in &release.waves {
-        progress(&format!("wave {}: {}", wave.number, wave.title));
+        progress(Event::Step(&format!(
+            "wave {}: {}",
+            wave.number, wave.title
+        )));
         for (object, value) in wave.objects.iter().zip(values.by_ref()) {
             if matches!(object, Object::Namespace(_)) {
                 continue;
             }
             let change = apply::apply(client, object, value, false).await?;
-            progress(&format!("{} {}", object.id(), change.describe()));
+            progress(Event::Applied {
+                object: &object.id(),
+                change: &change.describe(),
+            });
             changes.push((object.id(), change));
         }
-        progress(&format!("waiting for {}", wave.wait_for.join(", ")));
-        wait::wave(client, &release.namespace, wave, timeout, &|id| {
-            progress(&format!("{id} is healthy"))
-        })
-        .await?;
+        progress(Event::Waiting(&wave.wait_for));
+        wait::wave(client, &release.namespace, wave, timeout, progress).await?;
     }
     Ok(())
 }
@@ -216,15 +237,27 @@ async fn images(client: &kube::Client, release: &Release) -> Result<BTreeMap<Str
         .list(&ListParams::default().labels(&selector))
         .await
         .map_err(|e| api_error(e, "list", "pods", Some(&release.namespace)))?;
-    let mut images = BTreeMap::new();
+    // A pinned reference (the shell sidecar's) names its digest itself: the one every node runs.
+    let mut images: BTreeMap<String, String> = release
+        .objects()
+        .filter_map(Object::pod_spec)
+        .flat_map(|p| &p.containers)
+        .filter_map(|c| c.image.as_deref())
+        .filter_map(|i| {
+            i.split_once('@')
+                .map(|(_, d)| (i.to_string(), d.to_string()))
+        })
+        .collect();
     for pod in list.items {
         for status in pod
             .status
             .iter()
             .flat_map(|s| s.container_statuses.iter().flatten())
         {
-            let digest = status.image_id.split_once("@").map(|(_, d)| d.to_string());
-            images.insert(status.image.clone(), digest.unwrap_or_default());
+            let known = images.entry(status.image.clone()).or_default();
+            if let Some((_, digest)) = status.image_id.split_once('@') {
+                *known = digest.to_string();
+            }
         }
     }
     Ok(images)

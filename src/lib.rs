@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cluster;
 pub mod commands;
 pub mod error;
+pub mod health;
 pub mod image;
 pub mod install;
 pub mod onboarding;

@@ -62,27 +62,7 @@ pub enum Outcome {
 /// Onboards the release's running app pod in `namespace`.
 pub async fn run(client: &kube::Client, namespace: &str) -> Result<Outcome> {
     let pods = Api::<Pod>::namespaced(client.clone(), namespace);
-    let selector = meta::selector(Component::App)
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let list = pods
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|e| api_error(e, "list", "pods", Some(namespace)))?;
-    let pod = list
-        .items
-        .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-        .and_then(|p| p.metadata.name.clone())
-        .ok_or_else(|| {
-            Error::not_healthy(
-                "no running app pod to onboard",
-                "run `paperclipctl install` again once the app is Ready",
-            )
-        })?;
+    let pod = running_app_pod(&pods, namespace, "onboard").await?;
     let params = AttachParams::default()
         .container(meta::APP_NAME)
         .stdout(true)
@@ -120,6 +100,35 @@ pub async fn run(client: &kube::Client, namespace: &str) -> Result<Outcome> {
         )
     })??;
     parse(&output, &status, &pod)
+}
+
+/// The name of a running (not terminating) app pod of the release in `namespace`; `purpose`
+/// ends the message "no running app pod to …" when there is none.
+pub(crate) async fn running_app_pod(
+    pods: &Api<Pod>,
+    namespace: &str,
+    purpose: &str,
+) -> Result<String> {
+    let selector = meta::selector(Component::App)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let list = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| api_error(e, "list", "pods", Some(namespace)))?;
+    list.items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .and_then(|p| p.metadata.name.clone())
+        .ok_or_else(|| {
+            Error::not_healthy(
+                format!("no running app pod to {purpose}"),
+                "run `paperclipctl install` again once the app is Ready",
+            )
+        })
 }
 
 /// Reads the script's output: its own marker lines, and upstream's `Invite URL:` line (which

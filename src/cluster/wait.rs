@@ -14,14 +14,16 @@ use super::api_error;
 use super::apply::api_resource;
 use crate::error::{Error, Result};
 use crate::render::{Object, Wave};
+use crate::ui::progress::Event as Progress;
 
-/// Waits until every object the wave gates on is healthy, or fails naming the first that is not.
+/// Waits until every object the wave gates on is healthy, or fails naming the first that is not;
+/// `progress` hears each object's readiness as it changes, so a person sees what a wait is on.
 pub async fn wave(
     client: &kube::Client,
     namespace: &str,
     wave: &Wave,
     timeout: Duration,
-    ready: &(dyn Fn(&str) + Sync),
+    progress: &(dyn Fn(Progress<'_>) + Sync),
 ) -> Result<()> {
     let deadline = Instant::now() + timeout;
     let waits = wave.wait_for.iter().map(|id| {
@@ -31,8 +33,9 @@ pub async fn wave(
             .find(|o| &o.id() == id)
             .expect("waits name objects of the wave");
         async move {
-            one(client, namespace, object, deadline).await?;
-            ready(id);
+            let status = |why: &str| progress(Progress::NotReady { object: id, why });
+            one(client, namespace, object, deadline, &status).await?;
+            progress(Progress::Healthy(id));
             Ok::<(), Error>(())
         }
     });
@@ -44,23 +47,29 @@ async fn one(
     namespace: &str,
     object: &Object,
     deadline: Instant,
+    status: &(dyn Fn(&str) + Sync),
 ) -> Result<()> {
     let name = object.name();
     let result = match object {
         Object::StatefulSet(_) => {
             let api = Api::<StatefulSet>::namespaced(client.clone(), namespace);
             let ready = readiness(api, name, statefulset_ready);
-            with_pods(client, namespace, object, ready, deadline).await
+            with_pods(client, namespace, object, ready, deadline, status).await
         }
         Object::Deployment(_) => {
             let api = Api::<Deployment>::namespaced(client.clone(), namespace);
             let ready = readiness(api, name, deployment_ready);
-            with_pods(client, namespace, object, ready, deadline).await
+            with_pods(client, namespace, object, ready, deadline, status).await
         }
         Object::ExternalSecret(_) => {
             let (resource, _) = api_resource("ExternalSecret");
             let api = Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &resource);
-            until_ready(readiness(api, name, external_secret_ready), deadline).await
+            until_ready(
+                readiness(api, name, external_secret_ready),
+                deadline,
+                status,
+            )
+            .await
         }
         other => unreachable!("{} is not waited on", other.id()),
     };
@@ -100,14 +109,21 @@ enum Readiness {
     NotYet(String),
 }
 
-async fn until_ready(mut ready: ReadyStream, deadline: Instant) -> Outcome {
+async fn until_ready(
+    mut ready: ReadyStream,
+    deadline: Instant,
+    status: &(dyn Fn(&str) + Sync),
+) -> Outcome {
     let mut last = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => return Outcome::TimedOut(last),
             next = ready.next() => match next {
                 Some(Ok(Readiness::Ready)) => return Outcome::Ready,
-                Some(Ok(Readiness::NotYet(why))) => last = Some(why),
+                Some(Ok(Readiness::NotYet(why))) => {
+                    status(&why);
+                    last = Some(why);
+                }
                 Some(Err(e)) => last = Some(format!("watch error: {e}")),
                 None => return Outcome::TimedOut(last),
             },
@@ -123,6 +139,7 @@ async fn with_pods(
     object: &Object,
     mut ready: ReadyStream,
     deadline: Instant,
+    status: &(dyn Fn(&str) + Sync),
 ) -> Outcome {
     let selector = selector(object);
     let pods = Api::<Pod>::namespaced(client.clone(), namespace);
@@ -142,7 +159,10 @@ async fn with_pods(
             _ = tokio::time::sleep_until(deadline) => return Outcome::TimedOut(last),
             next = ready.next() => match next {
                 Some(Ok(Readiness::Ready)) => return Outcome::Ready,
-                Some(Ok(Readiness::NotYet(why))) => last = Some(why),
+                Some(Ok(Readiness::NotYet(why))) => {
+                    status(&why);
+                    last = Some(why);
+                }
                 Some(Err(e)) => last = Some(format!("watch error: {e}")),
                 None => return Outcome::TimedOut(last),
             },

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::cli::{Global, Output};
 use crate::error::{Error, Result};
-use crate::image::{self, Context, Credentials, Image, Platform, Registry};
+use crate::image::{self, Context, Credentials, Image, Platform, Registry, RegistryAuth};
 use crate::ui::Ui;
 
 #[derive(Debug, Args)]
@@ -229,7 +229,15 @@ fn registry(args: &PushArgs, repository: &str) -> Result<Registry> {
                     "name it like ghcr.io/you/paperclip-shell",
                 )
             })?;
-            Credentials::from_docker_config(reference.registry())?
+            RegistryAuth::from_docker_config()
+                .map_err(|e| {
+                    Error::usage(
+                        e.to_string(),
+                        "fix the file, or pass --username and --password-stdin",
+                    )
+                })?
+                .get(reference.registry())
+                .cloned()
         }
     };
     Ok(Registry {

@@ -2,11 +2,14 @@
 
 use serde_json::json;
 
+use super::guided;
 use super::plan::{self as show, Planned};
 use crate::cli::{Global, InstallArgs, Output};
 use crate::cluster;
 use crate::cluster::lock::Lock;
 use crate::error::{Error, Result};
+use crate::health::Health;
+use crate::image;
 use crate::install::{self, Summary};
 use crate::onboarding::Outcome;
 use crate::plan::{Plan, Step};
@@ -14,17 +17,26 @@ use crate::preflight;
 use crate::preflight::Check;
 use crate::profile::Loaded;
 use crate::profile::model::{Profile, SecretKey, ServiceType};
+use crate::profile::types::ImageRef;
 use crate::render::Release;
 use crate::render::lint::Severity;
 use crate::render::{self, Object, eso, meta};
 use crate::secrets;
 use crate::ui::Ui;
+use crate::ui::progress::{Event, Progress};
 
 pub fn run(global: &Global, args: &InstallArgs, ui: &Ui) -> Result<()> {
     if args.dry_run {
         return show::run(global, ui);
     }
-    let loaded = super::load_profile(global)?;
+    let (loaded, context) = if guided::wanted(global, ui) {
+        match guided::run(global, ui)? {
+            Some(chosen) => (chosen.loaded, chosen.context),
+            None => return Ok(()),
+        }
+    } else {
+        (super::load_profile(global)?, global.context.clone())
+    };
     let release = render::render(&loaded.profile);
     let errors: Vec<_> = release
         .findings
@@ -40,29 +52,40 @@ pub fn run(global: &Global, args: &InstallArgs, ui: &Ui) -> Result<()> {
         });
     }
     let interactive = ui.interactive() && !global.yes;
+    let progress = Progress::new(ui);
     super::block_on(async {
-        let cluster =
-            cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref()).await?;
-        ui.progress(&format!("connected to {}", cluster.server));
+        let cluster = cluster::connect(global.kubeconfig.as_deref(), context.as_deref()).await?;
+        progress.event(Event::Note(&format!("connected to {}", cluster.server)));
         // A run in progress must be refused before this one writes anything, Infisical included.
         Lock::check_free(&cluster.client, &release.namespace).await?;
+        let auth = image::RegistryAuth::from_docker_config().map_err(|e| {
+            Error::usage(
+                e.to_string(),
+                "fix or move the Docker config file (DOCKER_CONFIG), or log in again",
+            )
+        })?;
+        // From here on the release is the one install applies: the sidecar pinned to a digest.
+        let loaded = pin_shell(&cluster.client, &loaded, &auth, &progress).await?;
+        let release = render::render(&loaded.profile);
         preflight(
             &cluster.client,
             &loaded.profile,
             &release,
+            &auth,
             &args.ignore_preflight,
             ui,
         )
         .await?;
-        provision_secrets(&loaded.profile, args, interactive, ui).await?;
+        provision_secrets(&loaded.profile, args, interactive, &progress).await?;
         let summary = install::run(
             &cluster.client,
             &loaded.profile,
             &release,
             args.timeout,
-            &|line| ui.progress(line),
+            &|event| progress.event(event),
         )
         .await?;
+        progress.finish();
         let text = match ui.output {
             Output::Json => serde_json::to_string_pretty(&summary_json(&summary))? + "\n",
             Output::Text | Output::Yaml => done(&loaded.profile, &release.namespace, &summary),
@@ -78,16 +101,11 @@ async fn preflight(
     client: &kube::Client,
     profile: &Profile,
     release: &Release,
+    auth: &image::RegistryAuth,
     ignore: &[String],
     ui: &Ui,
 ) -> Result<()> {
-    let auth = preflight::RegistryAuth::from_docker_config().map_err(|e| {
-        Error::usage(
-            e.to_string(),
-            "fix or move the Docker config file (DOCKER_CONFIG), or log in again",
-        )
-    })?;
-    let report = preflight::run(client, profile, release, &auth).await;
+    let report = preflight::run(client, profile, release, auth).await;
     ui.note(&report.to_text());
     if let Some(unknown) = ignore.iter().find(|id| report.get(id).is_none()) {
         let ids: Vec<&str> = report.checks.iter().map(|c| c.id.as_str()).collect();
@@ -118,13 +136,45 @@ async fn preflight(
     Ok(())
 }
 
+/// The profile with its shell sidecar pinned to the digest the registry serves now (see
+/// [`image::pin_shell_image`]); unchanged without a sidecar.
+async fn pin_shell(
+    client: &kube::Client,
+    loaded: &Loaded,
+    auth: &image::RegistryAuth,
+    progress: &Progress,
+) -> Result<Loaded> {
+    let mut loaded = loaded.clone();
+    let Some(shell) = loaded.profile.shell.as_mut() else {
+        return Ok(loaded);
+    };
+    let selector = loaded
+        .origin
+        .strip_prefix("builtin:")
+        .unwrap_or(&loaded.origin);
+    let mut push = format!("paperclipctl image push --profile {selector}");
+    if !loaded.overrides.is_empty() {
+        push.push_str(" with the same --set options");
+    }
+    let node_selector = &loaded.profile.app.placement.node_selector;
+    let pinned = image::pin_shell_image(client, &shell.image, node_selector, auth, &push).await?;
+    progress.event(Event::Note(&format!(
+        "shell image {} pinned to {}",
+        shell.image, pinned.digest
+    )));
+    shell.image = pinned.reference;
+    Ok(loaded)
+}
+
 /// Makes sure every key the ExternalSecrets read exists in Infisical, before anything is applied.
 async fn provision_secrets(
     profile: &Profile,
     args: &InstallArgs,
     interactive: bool,
-    ui: &Ui,
+    progress: &Progress,
 ) -> Result<()> {
+    // The shell's pull secret is synced from Infisical too: its keys are required like any other.
+    let synced = render::synced_secrets(profile);
     let env = |name: &str| std::env::var(name).ok();
     let client_secret = match env(secrets::ENV_CLIENT_SECRET) {
         None if interactive && args.infisical_client_id.is_some() => {
@@ -139,7 +189,7 @@ async fn provision_secrets(
         env,
     )?;
     let inputs = secrets::Inputs {
-        provided: secrets::Provided::gather(&profile.secrets, args.secret_file.as_deref(), env)?,
+        provided: secrets::Provided::gather(&synced, args.secret_file.as_deref(), env)?,
         rotate: args.rotate.iter().cloned().collect(),
     };
     let mut prompt = |request: &secrets::PromptRequest<'_>| {
@@ -151,9 +201,9 @@ async fn provision_secrets(
     };
     let prompt: Option<&mut dyn secrets::Prompt> =
         if interactive { Some(&mut prompt) } else { None };
-    let outcome = secrets::ensure(&profile.secrets, &credentials, &inputs, prompt).await?;
+    let outcome = secrets::ensure(&synced, &credentials, &inputs, prompt).await?;
     for line in outcome.lines() {
-        ui.progress(&line);
+        progress.event(Event::Note(&line));
     }
     Ok(())
 }
@@ -176,11 +226,21 @@ fn summary_json(summary: &Summary) -> serde_json::Value {
         Some(Outcome::AlreadyDone) => json!({"state": "already-onboarded"}),
         None => json!(null),
     };
+    let health = match &summary.health {
+        Health::Ok {
+            version,
+            bootstrap,
+            invite_active,
+        } => json!({"status": "ok", "version": version, "bootstrapStatus": bootstrap,
+                    "bootstrapInviteActive": invite_active}),
+        Health::Unknown(problem) => json!({"status": "unknown", "problem": problem}),
+    };
     json!({
         "upToDate": summary.up_to_date(),
         "revision": summary.revision,
         "changes": summary.changes.iter().map(|(id, c)| json!({"object": id, "change": c.as_str()})).collect::<Vec<_>>(),
         "onboarding": onboarding,
+        "health": health,
     })
 }
 
@@ -214,6 +274,7 @@ fn done(profile: &Profile, namespace: &str, summary: &Summary) -> String {
         }
         None => {}
     }
+    out.push_str(&health_lines(namespace, summary));
     out.push_str(&format!("Open {}\n", profile.app.public_url));
     if let Some(shell) = &profile.shell {
         let s = &shell.service;
@@ -238,6 +299,41 @@ fn done(profile: &Profile, namespace: &str, summary: &Summary) -> String {
     }
     out.push_str("Next: `paperclipctl plan` shows what a change of the profile would do.\n");
     out
+}
+
+/// `Health: ok, bootstrap: <status>`, and how to get an admin invite when the instance still waits
+/// for its first admin and this run printed none.
+fn health_lines(namespace: &str, summary: &Summary) -> String {
+    match &summary.health {
+        Health::Ok {
+            bootstrap,
+            invite_active,
+            ..
+        } => {
+            let mut out = format!("Health: ok, bootstrap: {bootstrap}\n");
+            let invited = matches!(
+                &summary.onboarding,
+                Some(Outcome::Onboarded {
+                    invite_url: Some(_)
+                })
+            );
+            if bootstrap == "bootstrap_pending" && !invited {
+                let state = if *invite_active {
+                    "an invite is open"
+                } else {
+                    "no invite is open"
+                };
+                out.push_str(&format!(
+                    "        no admin yet and {state}; a new invite (revoking older ones): \
+                     kubectl exec -n {namespace} deploy/{} -c {} -- pnpm paperclipai auth bootstrap-ceo\n",
+                    meta::APP_NAME,
+                    meta::APP_NAME
+                ));
+            }
+            out
+        }
+        Health::Unknown(problem) => format!("Health: warning: {problem}\n"),
+    }
 }
 
 /// The steps of an install of `release`, in order.
@@ -274,7 +370,12 @@ pub fn plan(planned: &Planned) -> Plan {
                  instances/default/config.json exists",
                 meta::APP_NAME
             ))
-            .line("print the bootstrap invite URL when upstream produces one"),
+            .line("print the bootstrap invite URL when upstream produces one")
+            .line(format!(
+                "read GET /api/health (Host: localhost) through a port-forward to port {}: \
+                 database reachable, bootstrap status",
+                crate::render::APP_PORT
+            )),
     );
     let mut done = Step::new("Done")
         .line(format!(
@@ -290,7 +391,7 @@ pub fn plan(planned: &Planned) -> Plan {
 }
 
 fn secrets_step(loaded: &Loaded) -> Step {
-    let s = &loaded.profile.secrets;
+    let s = &render::synced_secrets(&loaded.profile);
     let source = |key: &SecretKey, optional: bool| {
         if key.generate {
             "generated when missing"
@@ -331,6 +432,28 @@ pub fn describe(object: &Object) -> String {
         && eso::is_optional(es)
     {
         notes.push("optional".to_string());
+    }
+    if let Object::ExternalSecret(es) = object
+        && eso::is_pull_secret(es)
+    {
+        notes.push("image pull login for the shell, not loaded as env".to_string());
+    }
+    let shell = object.pod_spec().and_then(|p| {
+        p.containers
+            .iter()
+            .find(|c| c.name == meta::SHELL_NAME)
+            .and_then(|c| c.image.as_deref()?.parse::<ImageRef>().ok())
+    });
+    match shell {
+        Some(image) if image.digest().is_some() => {}
+        Some(image) if image.tag().is_none() => notes.push(format!(
+            "shell image {image}: the content tag `image push` builds for the nodes' platform, \
+             pinned to its registry digest at install"
+        )),
+        Some(image) => notes.push(format!(
+            "shell image {image} is pinned to its registry digest at install"
+        )),
+        None => {}
     }
     if notes.is_empty() {
         object.id()

@@ -1,5 +1,6 @@
 //! One module per verb. Each is thin: load the profile, build a plan, hand it to the printer.
 
+mod guided;
 pub mod image;
 mod install;
 mod plan;
@@ -9,6 +10,9 @@ use crate::cli::{Cli, Command, Global};
 use crate::error::{Error, Result};
 use crate::profile::types::DnsLabel;
 use crate::ui::Ui;
+
+/// The profile used when none is named (no `--profile`, no PAPERCLIPCTL_PROFILE).
+const DEFAULT_PROFILE: &str = "default";
 
 pub fn run(cli: &Cli, ui: &Ui) -> Result<()> {
     match &cli.command {
@@ -41,5 +45,6 @@ fn load_profile(global: &Global) -> Result<crate::profile::Loaded> {
         })?;
         sets.push(format!("namespace={namespace}"));
     }
-    Ok(crate::profile::load(&global.profile, &sets)?)
+    let selector = global.profile.as_deref().unwrap_or(DEFAULT_PROFILE);
+    Ok(crate::profile::load(selector, &sets)?)
 }

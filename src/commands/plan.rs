@@ -36,7 +36,10 @@ pub fn run(global: &Global, ui: &Ui) -> Result<()> {
         .filter(|f| f.severity == Severity::Error)
         .count();
     match ui.output {
-        Output::Text => ui.print(&text(ui, &planned, &plan))?,
+        Output::Text => {
+            let done = ui.dim("Dry run: nothing was changed.");
+            ui.print(&format!("{}\n{done}\n", text(ui, &planned, &plan)))?
+        }
         Output::Json => {
             ui.print(&(serde_json::to_string_pretty(&document(&planned, &plan))? + "\n"))?
         }
@@ -71,7 +74,8 @@ pub fn finding_line(ui: &Ui, f: &Finding) -> String {
     )
 }
 
-fn text(ui: &Ui, planned: &Planned, plan: &Plan) -> String {
+/// The plan for people: what `plan` prints, and what guided `install` shows before it asks.
+pub(super) fn text(ui: &Ui, planned: &Planned, plan: &Plan) -> String {
     let Planned {
         loaded, release, ..
     } = planned;
@@ -111,7 +115,6 @@ fn text(ui: &Ui, planned: &Planned, plan: &Plan) -> String {
             ));
         }
     }
-    out.push_str(&format!("\n{}\n", ui.dim("Dry run: nothing was changed.")));
     out
 }
 

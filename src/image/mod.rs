@@ -5,17 +5,23 @@
 //!
 //! The flow is `build` (a no-op when the engine already has the content tag) then `push` (a
 //! no-op when the registry already has that tag with the same image), so both are safe to run
-//! on every install.
+//! on every install; install then pins the pushed tag to its digest (`pin_shell_image`). Every
+//! registry read (push, preflight, pinning) shares the logins and plain-HTTP rules of
+//! `registry`.
 
 mod build;
 mod context;
 mod platform;
 mod push;
+pub(crate) mod registry;
+mod resolve;
 
 pub use build::{Image, build, connect};
 pub use context::Context;
 pub use platform::{Platform, placement_platforms};
-pub use push::{Credentials, Pushed, Registry, push};
+pub use push::{Pushed, Registry, push};
+pub use registry::{Credentials, DockerConfigError, RegistryAuth};
+pub use resolve::{Pinned, pin_shell_image};
 
 use miette::Diagnostic;
 
@@ -78,6 +84,15 @@ pub enum ImageError {
         reference: String,
         found: Vec<Platform>,
         needed: Vec<Platform>,
+    },
+
+    #[error("cannot pin {reference} to its digest: {message}")]
+    #[diagnostic(code(paperclipctl::image::pin))]
+    Pin {
+        reference: String,
+        message: String,
+        #[help]
+        help: String,
     },
 
     #[error("{message}")]

@@ -1,118 +1,19 @@
 //! Pushing a built image through the engine, skipping what the registry already has, then
 //! reading the pushed manifest back to prove it serves the nodes' platform.
 
-use std::fmt;
 use std::str::FromStr;
 
-use base64::Engine as _;
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::query_parameters::PushImageOptionsBuilder;
 use futures_util::StreamExt;
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::errors::OciDistributionError;
 use oci_client::manifest::OciManifest;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
+use super::registry::{self, Credentials, Refusal};
 use super::{Image, ImageError, Platform};
-
-/// A registry login. The password is never shown: Debug prints it redacted.
-#[derive(Clone)]
-pub struct Credentials {
-    pub username: String,
-    password: String,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
-    }
-}
-
-impl Credentials {
-    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Credentials {
-        Credentials {
-            username: username.into(),
-            password: password.into(),
-        }
-    }
-
-    /// The login for `registry` in the Docker config (`$DOCKER_CONFIG/config.json`, else
-    /// `~/.docker/config.json`), from its `auths` section: what `docker login` writes when no
-    /// credential helper is configured. None when the file or the entry does not exist.
-    pub fn from_docker_config(registry: &str) -> Result<Option<Credentials>, ImageError> {
-        let dir = match std::env::var_os("DOCKER_CONFIG") {
-            Some(dir) => std::path::PathBuf::from(dir),
-            None => match std::env::var_os("HOME") {
-                Some(home) => std::path::Path::new(&home).join(".docker"),
-                None => return Ok(None),
-            },
-        };
-        let path = dir.join("config.json");
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(config_error(&path, &e.to_string())),
-        };
-        let config: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| config_error(&path, &e.to_string()))?;
-        let wanted = registry_key(registry);
-        let Some(entry) = config["auths"]
-            .as_object()
-            .and_then(|auths| auths.iter().find(|(key, _)| registry_key(key) == wanted))
-            .map(|(_, entry)| entry)
-        else {
-            return Ok(None);
-        };
-        if let Some(auth) = entry["auth"].as_str().filter(|a| !a.is_empty()) {
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(auth)
-                .ok()
-                .and_then(|bytes| String::from_utf8(bytes).ok());
-            return match decoded.as_deref().and_then(|d| d.split_once(':')) {
-                Some((user, password)) => Ok(Some(Credentials::new(user, password))),
-                None => Err(config_error(
-                    &path,
-                    &format!("the `auth` of {registry} is not base64 of user:password"),
-                )),
-            };
-        }
-        match (entry["username"].as_str(), entry["password"].as_str()) {
-            (Some(user), Some(password)) => Ok(Some(Credentials::new(user, password))),
-            _ => Ok(None),
-        }
-    }
-}
-
-fn config_error(path: &std::path::Path, message: &str) -> ImageError {
-    ImageError::Input {
-        message: format!(
-            "cannot read the Docker config {}: {message}",
-            path.display()
-        ),
-        help: Some("fix the file, or pass --username and --password-stdin".into()),
-    }
-}
-
-/// A registry address as Docker config keys name it, reduced to its host: keys may carry a
-/// scheme and a path (`https://index.docker.io/v1/`), and Docker Hub has several names.
-fn registry_key(address: &str) -> String {
-    let host = address
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    match host.as_str() {
-        "index.docker.io" | "registry-1.docker.io" => "docker.io".into(),
-        _ => host,
-    }
-}
 
 /// How to reach the registry an image goes to.
 #[derive(Debug, Clone, Default)]
@@ -125,31 +26,13 @@ pub struct Registry {
 
 impl Registry {
     fn client(&self, reference: &Reference) -> Client {
-        let host = reference.resolve_registry().to_string();
-        let name = host
-            .rsplit_once(':')
-            .map_or(host.as_str(), |(name, _)| name);
-        let loopback = name == "localhost"
-            || name == "[::1]"
-            || name
-                .parse::<std::net::Ipv4Addr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        let protocol = if self.plain_http || loopback {
-            ClientProtocol::HttpsExcept(vec![host])
-        } else {
-            ClientProtocol::Https
-        };
-        Client::new(ClientConfig {
-            protocol,
-            ..Default::default()
-        })
+        registry::client([reference.resolve_registry()], self.plain_http)
     }
 
     fn auth(&self) -> RegistryAuth {
-        match &self.credentials {
-            Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
-            None => RegistryAuth::Anonymous,
-        }
+        self.credentials
+            .as_ref()
+            .map_or(RegistryAuth::Anonymous, Credentials::oci)
     }
 }
 
@@ -221,7 +104,7 @@ async fn engine_push(
         .unwrap_or(&image.reference);
     let credentials = registry.credentials.as_ref().map(|c| DockerCredentials {
         username: Some(c.username.clone()),
-        password: Some(c.password.clone()),
+        password: Some(c.password().to_string()),
         serveraddress: Some(reference.registry().to_string()),
         ..Default::default()
     });
@@ -259,20 +142,6 @@ async fn engine_push(
     }
 }
 
-fn is_not_found(e: &OciDistributionError) -> bool {
-    match e {
-        OciDistributionError::ImageManifestNotFoundError(_) => true,
-        OciDistributionError::ServerError { code, .. } => *code == 404,
-        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
-            matches!(
-                e.code,
-                OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown
-            )
-        }),
-        _ => false,
-    }
-}
-
 fn registry_error(reference: &Reference, e: OciDistributionError) -> ImageError {
     ImageError::Registry {
         reference: reference.whole(),
@@ -290,7 +159,7 @@ async fn remote_image_id(
 ) -> Result<Option<String>, ImageError> {
     let manifest = match client.pull_manifest(reference, auth).await {
         Ok((manifest, _)) => manifest,
-        Err(e) if is_not_found(&e) => return Ok(None),
+        Err(e) if registry::refusal(&e) == Refusal::NotFound => return Ok(None),
         Err(e) => return Err(registry_error(reference, e)),
     };
     match manifest {
@@ -364,26 +233,4 @@ async fn registry_platforms(
     platforms.sort();
     platforms.dedup();
     Ok((platforms, digest))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn docker_config_keys_match_by_host() {
-        assert_eq!(registry_key("https://index.docker.io/v1/"), "docker.io");
-        assert_eq!(registry_key("docker.io"), "docker.io");
-        assert_eq!(registry_key("http://127.0.0.1:5000"), "127.0.0.1:5000");
-        assert_eq!(registry_key("GHCR.io"), "ghcr.io");
-    }
-
-    #[test]
-    fn credentials_never_show_the_password() {
-        let shown = format!("{:?}", Credentials::new("me", "hunter2"));
-        assert!(
-            shown.contains("me") && !shown.contains("hunter2"),
-            "{shown}"
-        );
-    }
 }

@@ -14,10 +14,11 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, ListParams, PostParams};
 use oci_client::Reference;
 
-use super::image::{ImageError, Registries, RegistryAuth, platform_gap};
+use super::image::{ImageError, Registries, platform_gap};
 use super::placement::{self, NodePlatform};
 use super::report::{Outcome, Report, Row};
 use super::{Check, CheckKind, Role, credentials_namespace};
+use crate::image::RegistryAuth;
 use crate::profile::Profile;
 use crate::render::{Object, Release};
 

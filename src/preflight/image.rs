@@ -5,147 +5,15 @@
 //! another ("no match for platform in manifest" after a successful schedule).
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use base64::Engine;
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::errors::OciDistributionError;
 use oci_client::manifest::OciManifest;
 use oci_client::secrets::RegistryAuth as OciAuth;
 use oci_client::{Client, Reference};
 
 use super::placement::NodePlatform;
 use crate::image::Platform;
-
-/// Registry credentials by registry host, read from the Docker config file.
-///
-/// Debug output names the registries only: credentials must never reach a log or a report.
-#[derive(Clone, Default)]
-pub struct RegistryAuth {
-    credentials: BTreeMap<String, (String, String)>,
-}
-
-impl std::fmt::Debug for RegistryAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegistryAuth")
-            .field("registries", &self.credentials.keys().collect::<Vec<_>>())
-            .finish()
-    }
-}
-
-/// The Docker config file exists but cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot read registry credentials from {path}: {reason}")]
-pub struct DockerConfigError {
-    pub path: PathBuf,
-    pub reason: String,
-}
-
-impl RegistryAuth {
-    /// No credentials: every registry is read anonymously.
-    pub fn anonymous() -> RegistryAuth {
-        RegistryAuth::default()
-    }
-
-    /// Reads `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`, where `docker login`
-    /// keeps credentials; no file means anonymous access. Only inline `auths` entries are used
-    /// (credential helpers are not run).
-    pub fn from_docker_config() -> Result<RegistryAuth, DockerConfigError> {
-        let dir = match std::env::var_os("DOCKER_CONFIG") {
-            Some(dir) => PathBuf::from(dir),
-            None => match std::env::var_os("HOME") {
-                Some(home) => Path::new(&home).join(".docker"),
-                None => return Ok(RegistryAuth::anonymous()),
-            },
-        };
-        let path = dir.join("config.json");
-        match std::fs::read_to_string(&path) {
-            Ok(text) => RegistryAuth::parse(&text).map_err(|reason| DockerConfigError {
-                path: path.clone(),
-                reason,
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RegistryAuth::anonymous()),
-            Err(e) => Err(DockerConfigError {
-                path,
-                reason: e.to_string(),
-            }),
-        }
-    }
-
-    /// Parses a Docker config document. Errors never quote the document: it holds secrets.
-    pub fn parse(text: &str) -> Result<RegistryAuth, String> {
-        #[derive(serde::Deserialize)]
-        struct Config {
-            #[serde(default)]
-            auths: BTreeMap<String, Entry>,
-        }
-        #[derive(serde::Deserialize)]
-        struct Entry {
-            auth: Option<String>,
-            username: Option<String>,
-            password: Option<String>,
-        }
-        let config: Config = serde_json::from_str(text).map_err(|e| {
-            format!(
-                "not a Docker config document (line {}, column {})",
-                e.line(),
-                e.column()
-            )
-        })?;
-        let mut credentials = BTreeMap::new();
-        for (server, entry) in config.auths {
-            let pair = match (entry.auth, entry.username, entry.password) {
-                (Some(auth), _, _) if !auth.is_empty() => {
-                    let decoded = base64::engine::general_purpose::STANDARD
-                        .decode(auth.trim())
-                        .ok()
-                        .and_then(|bytes| String::from_utf8(bytes).ok())
-                        .ok_or_else(|| format!("the auth entry for {server} is not base64"))?;
-                    let (user, pass) = decoded.split_once(':').ok_or_else(|| {
-                        format!("the auth entry for {server} is not user:password")
-                    })?;
-                    (user.to_string(), pass.to_string())
-                }
-                (_, Some(user), Some(pass)) => (user, pass),
-                _ => continue,
-            };
-            credentials.insert(registry_key(&server), pair);
-        }
-        Ok(RegistryAuth { credentials })
-    }
-
-    fn for_registry(&self, registry: &str) -> OciAuth {
-        match self.credentials.get(&registry_key(registry)) {
-            Some((user, pass)) => OciAuth::Basic(user.clone(), pass.clone()),
-            None => OciAuth::Anonymous,
-        }
-    }
-}
-
-/// The host of a Docker config key or image registry, with Docker Hub's many names made one:
-/// `https://index.docker.io/v1/`, `registry-1.docker.io` and `docker.io` are the same registry.
-fn registry_key(server: &str) -> String {
-    let host = server
-        .trim_start_matches("https://")
-        .trim_start_matches("http://");
-    let host = host.split('/').next().unwrap_or(host);
-    match host {
-        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => "docker.io",
-        other => other,
-    }
-    .to_string()
-}
-
-/// Whether `registry` (`host[:port]`) is this machine: such registries speak plain HTTP.
-fn is_loopback(registry: &str) -> bool {
-    let host = match registry.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(rest),
-        None => registry.split(':').next().unwrap_or(registry),
-    };
-    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
+use crate::image::registry::{self, Refusal, RegistryAuth};
 
 /// Why an image could not be inspected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,26 +38,14 @@ impl<'a> Registries<'a> {
         images: impl IntoIterator<Item = &'i Reference>,
         auth: &'a RegistryAuth,
     ) -> Self {
-        let mut plain_http: Vec<String> = images
-            .into_iter()
-            .map(|r| r.resolve_registry().to_string())
-            .filter(|r| is_loopback(r))
-            .collect();
-        plain_http.sort();
-        plain_http.dedup();
-        let client = Client::new(ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(plain_http),
-            connect_timeout: Some(Duration::from_secs(10)),
-            read_timeout: Some(Duration::from_secs(30)),
-            ..Default::default()
-        });
+        let client = registry::client(images.into_iter().map(Reference::resolve_registry), false);
         Registries { client, auth }
     }
 
     /// The platforms `image` offers: the entries of its index, or for a single manifest the
     /// os/architecture of its config.
     pub async fn platforms(&self, image: &Reference) -> Result<Vec<Platform>, ImageError> {
-        let auth = self.auth.for_registry(image.registry());
+        let auth = self.auth.oci(image.resolve_registry());
         let manifest = self.client.pull_manifest(image, &auth).await;
         let manifest = match manifest {
             Ok((manifest, _digest)) => manifest,
@@ -241,27 +97,12 @@ impl<'a> Registries<'a> {
         auth: &OciAuth,
         e: OciDistributionError,
     ) -> ImageError {
-        let code = |c: &OciErrorCode| match c {
-            OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown => Some(404),
-            OciErrorCode::Unauthorized | OciErrorCode::Denied => Some(401),
-            _ => None,
-        };
-        let status = match &e {
-            OciDistributionError::RegistryError { envelope, .. } => {
-                envelope.errors.iter().find_map(|err| code(&err.code))
-            }
-            OciDistributionError::ServerError { code, .. } => Some(*code),
-            OciDistributionError::ImageManifestNotFoundError(_) => Some(404),
-            OciDistributionError::UnauthorizedError { .. }
-            | OciDistributionError::AuthenticationFailure(_) => Some(401),
-            _ => None,
-        };
-        match status {
-            Some(404) => ImageError::NotFound {
+        match registry::refusal(&e) {
+            Refusal::NotFound => ImageError::NotFound {
                 tags: self.some_tags(image, auth).await,
             },
-            Some(401 | 403) => ImageError::Unauthorized,
-            _ => ImageError::Other(e.to_string()),
+            Refusal::Unauthorized => ImageError::Unauthorized,
+            Refusal::Other => ImageError::Other(e.to_string()),
         }
     }
 
@@ -363,51 +204,5 @@ mod tests {
             ),
             "{gap}"
         );
-    }
-
-    #[test]
-    fn docker_config_auths_by_registry() {
-        let config = r#"{"auths": {
-            "https://index.docker.io/v1/": {"auth": "dXNlcjpwYXNz"},
-            "ghcr.io": {"username": "bot", "password": "token"},
-            "quay.io": {}
-        }}"#;
-        let auth = RegistryAuth::parse(config).unwrap();
-        assert!(
-            matches!(auth.for_registry("docker.io"), OciAuth::Basic(u, p) if u == "user" && p == "pass")
-        );
-        assert!(matches!(auth.for_registry("ghcr.io"), OciAuth::Basic(u, _) if u == "bot"));
-        assert!(matches!(auth.for_registry("quay.io"), OciAuth::Anonymous));
-        let debug = format!("{auth:?}");
-        assert!(
-            !debug.contains("pass") && !debug.contains("token"),
-            "{debug}"
-        );
-    }
-
-    #[test]
-    fn docker_config_errors_do_not_quote_secrets() {
-        let err = RegistryAuth::parse(r#"{"auths": {"r": {"auth": "c2VjcmV0"}}}"#).unwrap_err();
-        assert!(
-            !err.contains("secret") && !err.contains("c2VjcmV0"),
-            "{err}"
-        );
-        let err = RegistryAuth::parse("{ not json hunter2").unwrap_err();
-        assert!(!err.contains("hunter2"), "{err}");
-    }
-
-    #[test]
-    fn loopback_registries_speak_plain_http() {
-        for yes in [
-            "127.0.0.1:55000",
-            "localhost:5000",
-            "localhost",
-            "[::1]:5000",
-        ] {
-            assert!(is_loopback(yes), "{yes}");
-        }
-        for no in ["ghcr.io", "192.168.1.10:5000", "index.docker.io"] {
-            assert!(!is_loopback(no), "{no}");
-        }
     }
 }

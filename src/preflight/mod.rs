@@ -13,9 +13,9 @@ mod report;
 
 use serde::Serialize;
 
-pub use image::{DockerConfigError, RegistryAuth};
 pub use report::{Outcome, Report, Row, Status};
 
+use crate::image::RegistryAuth;
 use crate::profile::Profile;
 use crate::profile::model::{Placement, ServiceType, StoreKind};
 use crate::render::Release;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::types::{
     DnsLabel, DnsSubdomain, EnvName, GoDuration, HttpUrl, ImageRef, IpAddress, PortRange, Quantity,
+    RegistryHost,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -235,8 +236,13 @@ pub struct Metrics {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Shell {
-    /// The sidecar image (`paperclipctl image push` prints it); there is no public default.
+    /// The sidecar image; there is no public default. A tag (`paperclipctl image push` prints
+    /// one) or a bare repository, which means the content-tagged image `image push` builds from
+    /// this binary's context for the nodes' platform. Install pins either to its digest.
     pub image: ImageRef,
+    /// The login the kubelet needs for a private sidecar image; absent means a public image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_secret: Option<PullSecret>,
     #[serde(default = "defaults::shell_home")]
     pub home: Volume,
     #[serde(default = "defaults::shell_resources")]
@@ -247,6 +253,20 @@ pub struct Shell {
     /// Secret like the rest of the credentials).
     #[serde(default)]
     pub authorized_keys: Vec<String>,
+}
+
+/// A registry login kept in Infisical: the profile names the two keys, never their values, and
+/// an ExternalSecret turns them into the `kubernetes.io/dockerconfigjson` Secret the pod pulls
+/// the sidecar with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PullSecret {
+    /// The registry the login is for, as in the image reference (`ghcr.io`, `host:5000`).
+    pub registry: RegistryHost,
+    /// The Infisical key holding the user name.
+    pub username_key: EnvName,
+    /// The Infisical key holding the password or token.
+    pub password_key: EnvName,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

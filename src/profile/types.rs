@@ -208,6 +208,35 @@ impl ImageRef {
     }
 }
 
+/// A registry host as image references name it: `ghcr.io`, `registry.example:5000`,
+/// `127.0.0.1:5000` (no scheme, no path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryHost(String);
+text_newtype!(RegistryHost, "a registry host such as ghcr.io");
+
+impl FromStr for RegistryHost {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (host, port) = s.rsplit_once(':').unwrap_or((s, ""));
+        let valid_host = !host.is_empty()
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            });
+        let valid_port = s.rsplit_once(':').is_none() || port.parse::<u16>().is_ok_and(|p| p > 0);
+        if valid_host && valid_port {
+            Ok(RegistryHost(s.to_string()))
+        } else {
+            Err(format!(
+                "invalid registry {s:?}: name the host as in an image reference, such as ghcr.io \
+                 or registry.example:5000 (lower case, no scheme or path)"
+            ))
+        }
+    }
+}
+
 /// A DNS-1123 label: namespace names and the like (lower-case alphanumerics and '-', ≤ 63).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DnsLabel(String);
@@ -483,6 +512,28 @@ mod tests {
         assert_eq!(pinned.tag(), None);
         assert!(pinned.digest().is_some());
         assert!("Ghcr.io/UPPER/case:1".parse::<ImageRef>().is_err());
+    }
+
+    #[test]
+    fn registry_hosts() {
+        for ok in [
+            "ghcr.io",
+            "registry.example:5000",
+            "127.0.0.1:55000",
+            "localhost",
+        ] {
+            assert!(ok.parse::<RegistryHost>().is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "https://ghcr.io",
+            "ghcr.io/you",
+            "GHCR.io",
+            "host:",
+            "host:99999",
+        ] {
+            assert!(bad.parse::<RegistryHost>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use super::error::ProfileError;
 use super::locate::{format_path, locate, parse_path};
 use super::model::{Profile, ServiceType, TolerationOperator};
+use crate::render::meta::SHELL_PULL_SECRET;
 
 /// One failed check: the field it is about, what is wrong, and how to fix it.
 #[derive(Debug)]
@@ -253,6 +254,38 @@ fn check_secrets(p: &Profile) -> Result<(), Issue> {
 
 fn check_shell(p: &Profile) -> Result<(), Issue> {
     let Some(shell) = &p.shell else { return Ok(()) };
+    if let Some(pull) = &shell.pull_secret {
+        let image_registry = shell.image.reference().registry().to_string();
+        if pull.registry.as_str() != image_registry {
+            return Err(Issue::new(
+                "shell.pullSecret.registry",
+                format!(
+                    "the login is for {}, but shell.image comes from {image_registry}",
+                    pull.registry
+                ),
+                format!("set registry: {image_registry}, the host of shell.image"),
+            ));
+        }
+        if pull.username_key == pull.password_key {
+            return Err(Issue::new(
+                "shell.pullSecret.passwordKey",
+                format!("{} is also the usernameKey", pull.password_key),
+                "name two Infisical keys, e.g. usernameKey: GHCR_USERNAME, passwordKey: GHCR_TOKEN",
+            ));
+        }
+        if let Some(i) = p
+            .secrets
+            .external_secrets
+            .iter()
+            .position(|es| es.name.as_str() == SHELL_PULL_SECRET)
+        {
+            return Err(Issue::new(
+                format!("secrets.externalSecrets[{i}].name"),
+                format!("{SHELL_PULL_SECRET} is the name of the shell's image pull secret"),
+                "give this ExternalSecret another name",
+            ));
+        }
+    }
     for (i, key) in shell.authorized_keys.iter().enumerate() {
         let mut parts = key.split_whitespace();
         let (kind, body) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvFromSource,
-    HTTPGetAction, HTTPHeader, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, Secret, SecretEnvSource, SecretVolumeSource, SecurityContext, Service,
-    ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
+    HTTPGetAction, HTTPHeader, LocalObjectReference, PersistentVolumeClaimVolumeSource,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, Secret, SecretEnvSource,
+    SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -17,7 +18,7 @@ use super::Object;
 use super::database::PORT as DB_PORT;
 use super::meta::{
     self, APP_NAME, Component, DATA_PVC, DB_NAME, DB_PASSWORD_KEY, SHELL_HOME_PVC, SHELL_INVENTORY,
-    SHELL_KEYS_SECRET, SHELL_NAME,
+    SHELL_KEYS_SECRET, SHELL_NAME, SHELL_PULL_SECRET,
 };
 use super::pod;
 use crate::profile::Profile;
@@ -148,9 +149,10 @@ fn app_container(profile: &Profile) -> Container {
     }
 }
 
-/// The Secrets loaded with envFrom: the profile's explicit list, or every ExternalSecret,
-/// optional exactly when the ExternalSecret is (a missing non-optional Secret blocks the pod
-/// with CreateContainerConfigError).
+/// The Secrets loaded with envFrom: the profile's explicit list, or every ExternalSecret of
+/// `secrets.externalSecrets`, optional exactly when the ExternalSecret is (a missing
+/// non-optional Secret blocks the pod with CreateContainerConfigError). The shell's image pull
+/// secret is not among them: a registry login is not env material for the app.
 fn env_from(profile: &Profile) -> Vec<EnvFromSource> {
     let refs: Vec<(String, bool)> = match &profile.app.env_from {
         Some(list) => list
@@ -329,6 +331,15 @@ fn deployment(profile: &Profile) -> Deployment {
                         ..Default::default()
                     }),
                     volumes: Some(volumes),
+                    image_pull_secrets: profile
+                        .shell
+                        .as_ref()
+                        .and_then(|s| s.pull_secret.as_ref())
+                        .map(|_| {
+                            vec![LocalObjectReference {
+                                name: SHELL_PULL_SECRET.into(),
+                            }]
+                        }),
                     node_selector: pod::node_selector(&app.placement),
                     tolerations: pod::tolerations(&app.placement),
                     ..Default::default()

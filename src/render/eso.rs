@@ -99,12 +99,17 @@ pub struct Target {
     pub template: Option<Template>,
 }
 
-/// Static values merged into the synced Secret (`mergePolicy: Merge` keeps the synced keys).
+/// How the synced Secret is built: static values merged with the synced keys (`mergePolicy:
+/// Merge`), or a Secret of another `type` whose `data` are templates over the synced keys
+/// (without a merge policy only the templated keys are written).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Template {
     pub engine_version: String,
-    pub merge_policy: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merge_policy: Option<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
     pub data: BTreeMap<String, String>,
 }
 
@@ -118,6 +123,19 @@ pub struct DataItem {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RemoteRef {
     pub key: String,
+}
+
+/// The Secret type of image pull credentials.
+pub const DOCKER_CONFIG_JSON: &str = "kubernetes.io/dockerconfigjson";
+
+/// Whether this ExternalSecret makes image pull credentials (never env material).
+pub fn is_pull_secret(es: &ExternalSecret) -> bool {
+    es.spec
+        .target
+        .template
+        .as_ref()
+        .and_then(|t| t.type_.as_deref())
+        == Some(DOCKER_CONFIG_JSON)
 }
 
 /// Whether the app may start without this ExternalSecret's Secret.

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Container, PersistentVolumeClaim, PodSpec};
+use k8s_openapi::api::core::v1::{Container, PersistentVolumeClaim, SecretEnvSource};
 use serde::Serialize;
 
 use super::{Object, Wave, eso};
@@ -37,6 +37,7 @@ pub fn run(waves: &[Wave]) -> Vec<Finding> {
             Object::Deployment(d) => {
                 rwo_rolling_update(d, &objects, &mut findings);
                 optional_secrets(d, &objects, &mut findings);
+                pull_secrets_as_env(d, &objects, &mut findings);
                 private_http_probes(d, &mut findings);
             }
             Object::StatefulSet(_) => {}
@@ -50,16 +51,8 @@ pub fn run(waves: &[Wave]) -> Vec<Finding> {
     findings
 }
 
-fn pod_spec(object: &Object) -> Option<&PodSpec> {
-    match object {
-        Object::Deployment(d) => d.spec.as_ref()?.template.spec.as_ref(),
-        Object::StatefulSet(s) => s.spec.as_ref()?.template.spec.as_ref(),
-        _ => None,
-    }
-}
-
 fn containers(object: &Object) -> impl Iterator<Item = &Container> {
-    pod_spec(object).into_iter().flat_map(|p| &p.containers)
+    object.pod_spec().into_iter().flat_map(|p| &p.containers)
 }
 
 /// A ReadWriteOnce volume can be attached to one node at a time: a rolling update starts the new
@@ -109,40 +102,74 @@ fn single_node(pvc: &PersistentVolumeClaim) -> bool {
         .any(|m| m == "ReadWriteOnce" || m == "ReadWriteOncePod")
 }
 
+/// The Secrets that ExternalSecrets matching `which` create.
+fn synced_secrets<'o>(
+    objects: &[&'o Object],
+    which: fn(&eso::ExternalSecret) -> bool,
+) -> BTreeSet<&'o str> {
+    objects
+        .iter()
+        .filter_map(|o| match o {
+            Object::ExternalSecret(es) if which(es) => Some(es.spec.target.name.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every Secret a container of `d` loads with envFrom, with the container.
+fn env_from_secrets(d: &Deployment) -> impl Iterator<Item = (&Container, &SecretEnvSource)> {
+    let spec = d.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+    spec.into_iter()
+        .flat_map(|p| &p.containers)
+        .flat_map(|container| {
+            container
+                .env_from
+                .iter()
+                .flatten()
+                .filter_map(move |e| Some((container, e.secret_ref.as_ref()?)))
+        })
+}
+
 /// A Secret that may be absent must be loaded with `optional: true`, or the pod cannot be
 /// created (CreateContainerConfigError) and the rollout stalls with the old pod alive.
 fn optional_secrets(d: &Deployment, objects: &[&Object], findings: &mut Vec<Finding>) {
-    let optional: BTreeSet<&str> = objects
-        .iter()
-        .filter_map(|o| match o {
-            Object::ExternalSecret(es) if eso::is_optional(es) => {
-                Some(es.spec.target.name.as_str())
-            }
-            _ => None,
-        })
-        .collect();
+    let optional = synced_secrets(objects, eso::is_optional);
     let name = d.metadata.name.as_deref().unwrap_or_default();
-    let spec = d.spec.as_ref().and_then(|s| s.template.spec.as_ref());
-    for container in spec.into_iter().flat_map(|p| &p.containers) {
-        for secret in container
-            .env_from
-            .iter()
-            .flatten()
-            .filter_map(|e| e.secret_ref.as_ref())
-        {
-            if optional.contains(secret.name.as_str()) && secret.optional != Some(true) {
-                findings.push(Finding {
-                    severity: Severity::Error,
-                    code: "required-optional-secret",
-                    object: format!("Deployment/{name}"),
-                    message: format!(
-                        "container {} requires Secret {}, but its ExternalSecret is optional: \
-                         while it is missing the pod cannot start (CreateContainerConfigError)",
-                        container.name, secret.name
-                    ),
-                    help: format!("set optional: true on {} in app.envFrom", secret.name),
-                });
-            }
+    for (container, secret) in env_from_secrets(d) {
+        if optional.contains(secret.name.as_str()) && secret.optional != Some(true) {
+            findings.push(Finding {
+                severity: Severity::Error,
+                code: "required-optional-secret",
+                object: format!("Deployment/{name}"),
+                message: format!(
+                    "container {} requires Secret {}, but its ExternalSecret is optional: \
+                     while it is missing the pod cannot start (CreateContainerConfigError)",
+                    container.name, secret.name
+                ),
+                help: format!("set optional: true on {} in app.envFrom", secret.name),
+            });
+        }
+    }
+}
+
+/// A registry login is for the kubelet: loaded with envFrom it hands the app the credential
+/// under the invalid variable name `.dockerconfigjson`.
+fn pull_secrets_as_env(d: &Deployment, objects: &[&Object], findings: &mut Vec<Finding>) {
+    let pull = synced_secrets(objects, eso::is_pull_secret);
+    let name = d.metadata.name.as_deref().unwrap_or_default();
+    for (container, secret) in env_from_secrets(d) {
+        if pull.contains(secret.name.as_str()) {
+            findings.push(Finding {
+                severity: Severity::Error,
+                code: "pull-secret-as-env",
+                object: format!("Deployment/{name}"),
+                message: format!(
+                    "container {} loads image pull Secret {} with envFrom: a registry login is \
+                     not env material",
+                    container.name, secret.name
+                ),
+                help: format!("remove {} from app.envFrom", secret.name),
+            });
         }
     }
 }
@@ -191,6 +218,8 @@ fn private_http_probes(d: &Deployment, findings: &mut Vec<Finding>) {
 }
 
 /// An image without a tag, or `latest`, changes under you and cannot be checked for platforms.
+/// The shell sidecar's bare repository is the exception: it names the content-tagged image
+/// `paperclipctl image push` builds, and install pins that tag's digest.
 fn image_pinned(object: &Object, container: &Container, findings: &mut Vec<Finding>) {
     let Some(image) = container.image.as_deref() else {
         return;
@@ -200,6 +229,7 @@ fn image_pinned(object: &Object, container: &Container, findings: &mut Vec<Findi
     };
     let problem = match (reference.tag(), reference.digest()) {
         (_, Some(_)) => return,
+        (None, None) if container.name == super::meta::SHELL_NAME => return,
         (None, None) => "has no tag",
         (Some(tag), None) if tag == "latest" => "uses the moving tag latest",
         (Some(_), None) => return,

@@ -20,6 +20,8 @@ pub const SHELL_NAME: &str = "paperclip-shell";
 pub const SHELL_HOME_PVC: &str = "paperclip-shell-home";
 pub const SHELL_KEYS_SECRET: &str = "paperclip-shell-ssh-keys";
 pub const SHELL_INVENTORY: &str = "paperclip-shell-inventory";
+/// The `kubernetes.io/dockerconfigjson` Secret the pod pulls a private sidecar image with.
+pub const SHELL_PULL_SECRET: &str = "paperclip-shell-pull";
 
 /// Label every object carries, so status/uninstall find exactly what paperclipctl made.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "paperclipctl");

@@ -13,11 +13,17 @@ pub mod meta;
 mod pod;
 mod secrets;
 
+pub use app::APP_PORT;
+
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, PersistentVolumeClaim, PodSpec, Secret, Service,
+};
 use serde::Serialize;
 
 use crate::profile::Profile;
+
+pub use secrets::synced as synced_secrets;
 
 /// One object of the release, typed so lints and later steps can inspect it.
 #[derive(Debug, Clone, Serialize)]
@@ -69,6 +75,15 @@ impl Object {
 
     pub fn namespace(&self) -> Option<&str> {
         self.metadata().namespace.as_deref()
+    }
+
+    /// The pod template of a workload.
+    pub fn pod_spec(&self) -> Option<&PodSpec> {
+        match self {
+            Object::Deployment(d) => d.spec.as_ref()?.template.spec.as_ref(),
+            Object::StatefulSet(s) => s.spec.as_ref()?.template.spec.as_ref(),
+            _ => None,
+        }
     }
 
     /// `Kind/name`, as kubectl prints it.

@@ -8,7 +8,8 @@ use super::Object;
 use super::eso::{self, API_VERSION};
 use super::meta::{self, Component};
 use crate::profile::Profile;
-use crate::profile::model::{ExternalSecret, StoreKind};
+use crate::profile::model::{ExternalSecret, PullSecret, SecretKey, Secrets, StoreKind};
+use crate::profile::types::EnvName;
 
 pub fn objects(profile: &Profile) -> Vec<Object> {
     let mut objects = vec![Object::SecretStore(store(profile))];
@@ -17,9 +18,85 @@ pub fn objects(profile: &Profile) -> Vec<Object> {
             .secrets
             .external_secrets
             .iter()
-            .map(|es| Object::ExternalSecret(external_secret(profile, es))),
+            .map(|es| Object::ExternalSecret(external_secret(profile, es, static_values(es)))),
     );
+    if let Some(pull) = pull_secret(profile) {
+        let template = docker_config(pull.registry.as_str());
+        let es = pull_external_secret(pull);
+        objects.push(Object::ExternalSecret(external_secret(
+            profile,
+            &es,
+            Some(template),
+        )));
+    }
     objects
+}
+
+/// Every ExternalSecret the release syncs, in the profile's terms: the app's env Secrets, then
+/// the shell's image pull secret, whose keys Infisical must hold like any other required key.
+pub fn synced(profile: &Profile) -> Secrets {
+    let mut secrets = profile.secrets.clone();
+    secrets
+        .external_secrets
+        .extend(pull_secret(profile).map(pull_external_secret));
+    secrets
+}
+
+fn pull_secret(profile: &Profile) -> Option<&PullSecret> {
+    profile.shell.as_ref()?.pull_secret.as_ref()
+}
+
+/// The pull secret's two Infisical keys, synced as `username` and `password` for the template.
+fn pull_external_secret(pull: &PullSecret) -> ExternalSecret {
+    let key = |remote: &EnvName, target: &str| SecretKey {
+        remote: remote.clone(),
+        target: Some(target.parse().expect("a valid key name")),
+        generate: false,
+    };
+    ExternalSecret {
+        name: meta::SHELL_PULL_SECRET.parse().expect("a valid name"),
+        // The sidecar cannot be pulled without it.
+        optional: false,
+        keys: vec![
+            key(&pull.username_key, "username"),
+            key(&pull.password_key, "password"),
+        ],
+        static_values: BTreeMap::new(),
+    }
+}
+
+/// A `kubernetes.io/dockerconfigjson` Secret holding one login for `registry`. The values go
+/// through `toJson` so any character in a token stays valid JSON; `auth` is what older
+/// runtimes read instead of the two fields.
+fn docker_config(registry: &str) -> eso::Template {
+    let host = serde_json::Value::String(registry.to_string()).to_string();
+    let config = [
+        r#"{"auths":{"#,
+        &host,
+        r#":{"username":{{ .username | toJson }},"password":{{ .password | toJson }},"#,
+        r#""auth":{{ printf "%s:%s" .username .password | b64enc | toJson }}}}}"#,
+    ]
+    .concat();
+    eso::Template {
+        engine_version: "v2".into(),
+        merge_policy: None,
+        type_: Some(eso::DOCKER_CONFIG_JSON.into()),
+        data: BTreeMap::from([(".dockerconfigjson".to_string(), config)]),
+    }
+}
+
+/// Static, non-secret values merged into the synced keys (e.g. a base URL).
+fn static_values(es: &ExternalSecret) -> Option<eso::Template> {
+    (!es.static_values.is_empty()).then(|| eso::Template {
+        engine_version: "v2".into(),
+        merge_policy: Some("Merge".into()),
+        type_: None,
+        data: es
+            .static_values
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+    })
 }
 
 fn store(profile: &Profile) -> eso::SecretStore {
@@ -68,20 +145,15 @@ fn store(profile: &Profile) -> eso::SecretStore {
     }
 }
 
-fn external_secret(profile: &Profile, es: &ExternalSecret) -> eso::ExternalSecret {
+fn external_secret(
+    profile: &Profile,
+    es: &ExternalSecret,
+    template: Option<eso::Template>,
+) -> eso::ExternalSecret {
     let mut metadata: ObjectMeta = meta::object(profile, es.name.as_str(), Component::Secrets);
     if es.optional {
         metadata = meta::annotate(metadata, meta::OPTIONAL, "true");
     }
-    let template = (!es.static_values.is_empty()).then(|| eso::Template {
-        engine_version: "v2".into(),
-        merge_policy: "Merge".into(),
-        data: es
-            .static_values
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect::<BTreeMap<_, _>>(),
-    });
     eso::ExternalSecret {
         api_version: API_VERSION.into(),
         kind: "ExternalSecret".into(),

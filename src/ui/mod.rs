@@ -7,6 +7,8 @@ use anstyle::{AnsiColor, Style};
 
 use crate::cli::{Global, Output};
 
+pub mod progress;
+
 pub struct Ui {
     color: bool,
     pub quiet: bool,
@@ -67,22 +69,13 @@ impl Ui {
 
     /// Whether a person can answer prompts: both ends are a terminal and this is not CI.
     pub fn interactive(&self) -> bool {
-        let ci = std::env::var_os("CI").is_some_and(|v| v == "true" || v == "1");
-        std::io::stdin().is_terminal() && std::io::stderr().is_terminal() && !ci
+        std::io::stdin().is_terminal() && std::io::stderr().is_terminal() && !is_ci()
     }
 
-    /// A progress line on stderr: timestamped when it goes to a log (no terminal, or CI=true).
-    pub fn progress(&self, text: &str) {
-        if self.quiet {
-            return;
-        }
-        let ci = std::env::var_os("CI").is_some_and(|v| v == "true" || v == "1");
-        if std::io::stderr().is_terminal() && !ci {
-            eprintln!("{} {text}", self.dim("•"));
-        } else {
-            let now = k8s_openapi::jiff::Timestamp::now().strftime("%H:%M:%S");
-            eprintln!("[{now}] {text}");
-        }
+    /// Whether progress is drawn live (spinners) rather than logged: stderr is a terminal and
+    /// this is not CI, whose logs must stay plain, timestamped lines.
+    pub fn live_progress(&self) -> bool {
+        std::io::stderr().is_terminal() && !is_ci()
     }
 
     /// A note for people on stderr, dropped with --quiet.
@@ -91,6 +84,11 @@ impl Ui {
             eprintln!("{text}");
         }
     }
+}
+
+/// CI=true (or 1): a log is read later, nobody answers prompts.
+fn is_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| v == "true" || v == "1")
 }
 
 /// Sets how errors are drawn: miette's report with color and Unicode only on a terminal.

@@ -1,6 +1,7 @@
 //! paperclipctl's integration tests: one binary, one module per area.
 
 mod cli;
+mod guided;
 mod harness;
 mod install;
 mod preflight;
@@ -8,4 +9,5 @@ mod profile_errors;
 mod render;
 mod secrets;
 mod shell_image;
+mod sidecar;
 mod smoke;

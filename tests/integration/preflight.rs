@@ -14,7 +14,8 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Secret, Service, ServiceSpec};
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use paperclipctl::preflight::{self, RegistryAuth, Report, Row, Status};
+use paperclipctl::image::RegistryAuth;
+use paperclipctl::preflight::{self, Report, Row, Status};
 use paperclipctl::render::{self, Object};
 use serde_json::json;
 

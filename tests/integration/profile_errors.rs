@@ -302,6 +302,41 @@ const CASES: &[Case] = &[
         "invalid type: sequence",
         None,
     ),
+    case(
+        "name: x\nshell:\n  image: ghcr.io/me/shell:1\n  pullSecret:\n    registry: https://ghcr.io\n    usernameKey: GHCR_USERNAME\n    passwordKey: GHCR_TOKEN\n",
+        "shell.pullSecret.registry",
+        Some(5),
+        "invalid registry \"https://ghcr.io\"",
+        None,
+    ),
+    case(
+        "name: x\nshell:\n  image: ghcr.io/me/shell:1\n  pullSecret:\n    registry: quay.io\n    usernameKey: GHCR_USERNAME\n    passwordKey: GHCR_TOKEN\n",
+        "shell.pullSecret.registry",
+        Some(5),
+        "the login is for quay.io, but shell.image comes from ghcr.io",
+        Some("set registry: ghcr.io"),
+    ),
+    case(
+        "name: x\nshell:\n  image: ghcr.io/me/shell:1\n  pullSecret:\n    registry: ghcr.io\n    usernameKey: GHCR_TOKEN\n    passwordKey: GHCR_TOKEN\n",
+        "shell.pullSecret.passwordKey",
+        Some(7),
+        "GHCR_TOKEN is also the usernameKey",
+        None,
+    ),
+    case(
+        "name: x\nshell:\n  image: ghcr.io/me/shell:1\n  pullSecret:\n    registry: ghcr.io\n    username: me\n",
+        "shell.pullSecret.username",
+        Some(6),
+        "unknown field `username`",
+        Some("did you mean `usernameKey`?"),
+    ),
+    case(
+        "name: x\nshell:\n  image: ghcr.io/me/shell:1\n  pullSecret:\n    registry: ghcr.io\n    usernameKey: U\n    passwordKey: P\nsecrets:\n  externalSecrets:\n    - name: paperclip-shell-pull\n      keys: [{remote: X}]\n",
+        "secrets.externalSecrets[0].name",
+        Some(10),
+        "paperclip-shell-pull is the name of the shell's image pull secret",
+        None,
+    ),
 ];
 
 fn error_for(yaml: &str) -> ProfileError {

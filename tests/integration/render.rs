@@ -2,7 +2,7 @@
 
 use paperclipctl::profile;
 use paperclipctl::render::lint::{Finding, Severity};
-use paperclipctl::render::{self, Object, Release};
+use paperclipctl::render::{self, Object, Release, eso};
 
 fn release(name: &str, sets: &[&str]) -> Release {
     let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
@@ -226,4 +226,123 @@ fn missing_memory_limits_are_warnings() {
         "{:?}",
         f[0]
     );
+}
+
+const PULL_SECRET: &str =
+    "shell.pullSecret={registry: ghcr.io, usernameKey: GHCR_USERNAME, passwordKey: GHCR_TOKEN}";
+
+#[test]
+fn a_pull_secret_becomes_a_docker_config_external_secret_the_pod_pulls_with() {
+    let release = release("frank", &[PULL_SECRET]);
+    let pull = release
+        .objects()
+        .find_map(|o| match o {
+            Object::ExternalSecret(es) if o.name() == "paperclip-shell-pull" => Some(es),
+            _ => None,
+        })
+        .expect("the pull secret's ExternalSecret");
+    assert!(
+        !eso::is_optional(pull),
+        "the sidecar cannot start without it"
+    );
+    assert!(
+        release.waves[0]
+            .wait_for
+            .contains(&"ExternalSecret/paperclip-shell-pull".into())
+    );
+    let template = pull.spec.target.template.as_ref().unwrap();
+    assert_eq!(
+        template.type_.as_deref(),
+        Some("kubernetes.io/dockerconfigjson")
+    );
+    assert_eq!(template.engine_version, "v2");
+    assert_eq!(
+        template.merge_policy, None,
+        "only the templated key is written"
+    );
+    let config = &template.data[".dockerconfigjson"];
+    assert!(config.starts_with(r#"{"auths":{"ghcr.io":{"#), "{config}");
+    for field in [".username | toJson", ".password | toJson", "b64enc"] {
+        assert!(config.contains(field), "{field} in {config}");
+    }
+    let remotes: Vec<(&str, &str)> = pull
+        .spec
+        .data
+        .iter()
+        .map(|d| (d.remote_ref.key.as_str(), d.secret_key.as_str()))
+        .collect();
+    assert_eq!(
+        remotes,
+        [("GHCR_USERNAME", "username"), ("GHCR_TOKEN", "password")]
+    );
+
+    let Some(Object::Deployment(deployment)) =
+        release.objects().find(|o| o.id() == "Deployment/paperclip")
+    else {
+        panic!("no Deployment");
+    };
+    let pod = deployment
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap();
+    let pull_secrets: Vec<&str> = pod
+        .image_pull_secrets
+        .iter()
+        .flatten()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(pull_secrets, ["paperclip-shell-pull"]);
+    // A registry login is not env material: the default envFrom leaves it out.
+    let env_from: Vec<&str> = pod.containers[0]
+        .env_from
+        .iter()
+        .flatten()
+        .filter_map(|e| e.secret_ref.as_ref().map(|s| s.name.as_str()))
+        .collect();
+    assert_eq!(
+        env_from,
+        [
+            "paperclip-llm-key",
+            "paperclip-auth",
+            "paperclip-brave",
+            "paperclip-resend"
+        ]
+    );
+    assert!(release.findings.is_empty(), "{:?}", release.findings);
+
+    // Provisioning ensures its keys like any other required key.
+    let loaded = profile::load("frank", &[PULL_SECRET.to_string()]).unwrap();
+    let synced = render::synced_secrets(&loaded.profile);
+    let pull = synced.external_secrets.last().unwrap();
+    assert_eq!(pull.name.as_str(), "paperclip-shell-pull");
+    assert!(!pull.optional);
+    let keys: Vec<&str> = pull.keys.iter().map(|k| k.remote.as_str()).collect();
+    assert_eq!(keys, ["GHCR_USERNAME", "GHCR_TOKEN"]);
+    assert!(pull.keys.iter().all(|k| !k.generate));
+}
+
+#[test]
+fn loading_the_pull_secret_as_env_is_an_error() {
+    let f = findings(
+        "frank",
+        &[
+            PULL_SECRET,
+            "app.envFrom=[{secret: paperclip-auth}, {secret: paperclip-shell-pull, optional: true}]",
+        ],
+    );
+    assert_eq!(codes(&f, Severity::Error), ["pull-secret-as-env"]);
+    assert!(f[0].message.contains("paperclip-shell-pull"), "{:?}", f[0]);
+    assert_eq!(f[0].help, "remove paperclip-shell-pull from app.envFrom");
+}
+
+#[test]
+fn a_bare_shell_repository_is_not_unpinned_but_a_bare_app_image_is() {
+    let f = findings("frank", &["shell.image=ghcr.io/me/paperclip-shell"]);
+    assert!(f.is_empty(), "install pins the content tag's digest: {f:?}");
+    let f = findings("frank", &["app.image=ghcr.io/paperclipai/paperclip"]);
+    assert_eq!(codes(&f, Severity::Warning), ["unpinned-image"]);
 }

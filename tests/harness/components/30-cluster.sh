@@ -14,7 +14,8 @@ CLUSTER_NAME=paperclipctl
 export KWOK_WORKDIR=$HARNESS_STATE/kwok
 
 cluster_up() {
-  apt_ensure jq
+  # tmux: the guided-install tests answer prompts in a real terminal.
+  apt_ensure jq tmux
   cluster_build
   cluster_control_plane_up
   cluster_stages_up
@@ -303,6 +304,7 @@ cluster_nodes_up() {
 #   database pods   psql/pg_dump reach the local PostgreSQL through PG* variables
 #   app pods        `pnpm paperclipai …` is the app stub (its directory leads kwok's PATH)
 #   shell pods      port 2222 (sshd) is the local sshd
+#   app pods        port 3100 is the app's HTTP stand-in (app-stub/paperclip-server)
 # A test that needs something else for one pod creates an Exec/PortForward named after that pod
 # in the pod's namespace.
 
@@ -338,6 +340,8 @@ spec:
     target: {address: 127.0.0.1, port: ${HARNESS_SSHD_PORT:-22}}
   - ports: [5432]
     target: {address: 127.0.0.1, port: ${HARNESS_PG_PORT:-5432}}
+  - ports: [3100]
+    target: {address: 127.0.0.1, port: ${HARNESS_APP_HTTP_PORT:-3100}}
 ---
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: ClusterLogs

@@ -10,13 +10,13 @@ use paperclipctl::image::{self, Context, ImageError, Platform, Registry};
 
 use crate::harness::{Harness, registry};
 
-fn docker(h: &Harness) -> Docker {
+pub(crate) fn docker(h: &Harness) -> Docker {
     Docker::connect_with_unix(h.var("DOCKER_HOST"), 300, bollard::API_DEFAULT_VERSION)
         .expect("connect to the Docker API")
 }
 
 /// A repository no earlier run has used, so the first build and push are real.
-fn fresh_repository(h: &Harness, name: &str) -> String {
+pub(crate) fn fresh_repository(h: &Harness, name: &str) -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()

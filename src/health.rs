@@ -1,0 +1,213 @@
+//! The app's own view of itself once it runs: upstream's `GET /api/health`, read through a
+//! port-forward to the app pod.
+//!
+//! A Ready pod only says that its probe passed; the health document also says whether the server
+//! reaches PostgreSQL and whether the instance still waits for its first admin
+//! (`bootstrapStatus`). Private mode answers 403 to every `Host` it does not know, so the request
+//! names `localhost`, which upstream always allows.
+//!
+//! The request goes through hyper's HTTP/1.1 client connection over the port-forward stream
+//! rather than a hand-written request: it handles chunked and length-delimited bodies and
+//! keep-alive without our own parser.
+
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use serde::Deserialize;
+
+use crate::cluster::api_error;
+use crate::error::{Error, Result};
+use crate::onboarding;
+use crate::render::{APP_PORT, meta};
+
+/// How long reading the document may take, port-forward included. A Ready app answers in
+/// milliseconds; a stuck stream must not hold the install.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// What the health document says, or why it could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// The server answered and reaches its database.
+    Ok {
+        version: Option<String>,
+        /// `ready`, or `bootstrap_pending` while an authenticated instance has no admin yet.
+        bootstrap: String,
+        /// A bootstrap invite exists that nobody has accepted yet.
+        invite_active: bool,
+    },
+    /// The document could not be read or made no sense; the install itself went through.
+    Unknown(String),
+}
+
+/// Upstream's document (server/src/routes/health.ts): `{status, version, bootstrapStatus,
+/// bootstrapInviteActive, …}` with 200, or `{status: "unhealthy", error:
+/// "database_unreachable"}` with 503.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Document {
+    status: Option<String>,
+    version: Option<String>,
+    error: Option<String>,
+    bootstrap_status: Option<String>,
+    #[serde(default)]
+    bootstrap_invite_active: bool,
+}
+
+/// Reads `/api/health` of the release's running app pod in `namespace`. Only a database the
+/// server cannot reach is an error: everything else (no answer, 403, a body that is not the
+/// document) is reported as [`Health::Unknown`] for the summary to warn about.
+pub async fn check(client: &kube::Client, namespace: &str) -> Result<Health> {
+    let pods = Api::<Pod>::namespaced(client.clone(), namespace);
+    let pod = onboarding::running_app_pod(&pods, namespace, "read /api/health from").await?;
+    let answer = match tokio::time::timeout(DEADLINE, get(&pods, &pod, namespace)).await {
+        Ok(answer) => answer?,
+        Err(_) => {
+            return Ok(Health::Unknown(format!(
+                "pod {pod} did not answer GET /api/health within {}s",
+                DEADLINE.as_secs()
+            )));
+        }
+    };
+    match answer {
+        Ok((status, body)) => interpret(status, &body, namespace),
+        Err(problem) => Ok(Health::Unknown(format!(
+            "cannot read /api/health of pod {pod}: {problem}"
+        ))),
+    }
+}
+
+/// One GET over a port-forward. The outer error is the API server refusing the port-forward; the
+/// inner one a failure on the stream, with the forwarder's own message when it sent one.
+async fn get(
+    pods: &Api<Pod>,
+    pod: &str,
+    namespace: &str,
+) -> Result<std::result::Result<(u16, Bytes), String>> {
+    let port = APP_PORT as u16;
+    let mut forwarder = pods
+        .portforward(pod, &[port])
+        .await
+        .map_err(|e| api_error(e, "create", "pods/portforward", Some(namespace)))?;
+    let (Some(stream), Some(port_error)) =
+        (forwarder.take_stream(port), forwarder.take_error(port))
+    else {
+        return Ok(Err("the port-forward has no stream".into()));
+    };
+    let exchange = async {
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        let connection = tokio::spawn(connection);
+        let request = hyper::Request::get("/api/health")
+            .header(hyper::header::HOST, "localhost")
+            .header(hyper::header::ACCEPT, "application/json")
+            .body(Empty::<Bytes>::new())
+            .expect("a static request is valid");
+        let response = sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await?.to_bytes();
+        drop(sender);
+        connection.abort();
+        Ok::<_, hyper::Error>((status, body))
+    };
+    let outcome = match exchange.await {
+        Ok(answer) => Ok(answer),
+        // The forwarder reports why the stream closed (e.g. nothing listens on the port); that
+        // says more than hyper's "connection closed before message completed".
+        Err(e) => Err(tokio::time::timeout(Duration::from_secs(2), port_error)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| e.to_string())),
+    };
+    forwarder.abort();
+    Ok(outcome)
+}
+
+/// The verdict on one answer of `/api/health`.
+fn interpret(status: u16, body: &[u8], namespace: &str) -> Result<Health> {
+    let document: Option<Document> = serde_json::from_slice(body).ok();
+    let error = document.as_ref().and_then(|d| d.error.as_deref());
+    if status == 503 && error == Some("database_unreachable") {
+        return Err(Error::not_healthy(
+            format!(
+                "Paperclip is running but cannot reach its database: GET /api/health answered 503 \
+                 database_unreachable (namespace {namespace})"
+            ),
+            format!(
+                "check DATABASE_URL of Deployment/{app} (host {db}:5432, password from Secret \
+                 {db}) and that Service/{db} has endpoints: kubectl get endpoints -n {namespace} {db}",
+                app = meta::APP_NAME,
+                db = meta::DB_NAME
+            ),
+        ));
+    }
+    let Some(document) = document.filter(|_| status == 200) else {
+        let text = String::from_utf8_lossy(body);
+        let text: String = text.chars().take(200).collect();
+        let hint = if status == 403 {
+            " (private mode refused Host: localhost)"
+        } else {
+            ""
+        };
+        return Ok(Health::Unknown(format!(
+            "GET /api/health answered {status}{hint}: {}",
+            text.trim()
+        )));
+    };
+    if document.status.as_deref() != Some("ok") {
+        return Ok(Health::Unknown(format!(
+            "GET /api/health reports status {:?}",
+            document.status.unwrap_or_default()
+        )));
+    }
+    Ok(Health::Ok {
+        version: document.version,
+        // Upstream leaves it out only without a database, where there is nothing to bootstrap.
+        bootstrap: document.bootstrap_status.unwrap_or_else(|| "ready".into()),
+        invite_active: document.bootstrap_invite_active,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_bootstrap_state_and_treats_only_an_unreachable_database_as_failure() {
+        let ok = br#"{"status":"ok","version":"1.2.3","deploymentMode":"authenticated",
+            "bootstrapStatus":"bootstrap_pending","bootstrapInviteActive":true}"#;
+        assert_eq!(
+            interpret(200, ok, "ns").unwrap(),
+            Health::Ok {
+                version: Some("1.2.3".into()),
+                bootstrap: "bootstrap_pending".into(),
+                invite_active: true
+            }
+        );
+        let down = br#"{"status":"unhealthy","version":"1.2.3","error":"database_unreachable"}"#;
+        let e = interpret(503, down, "ns").unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::exit::NOT_HEALTHY);
+        let help = match &e {
+            Error::NotHealthy { help, .. } => help.clone().unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert!(help.contains("DATABASE_URL"), "{help}");
+        assert!(help.contains("paperclip-db-postgresql"), "{help}");
+
+        let refused = br#"{"error":"This hostname is not allowed for this Paperclip instance."}"#;
+        match interpret(403, refused, "ns").unwrap() {
+            Health::Unknown(text) => {
+                assert!(text.contains("403 (private mode refused"), "{text}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            interpret(502, b"Bad Gateway", "ns").unwrap(),
+            Health::Unknown(_)
+        ));
+    }
+}
