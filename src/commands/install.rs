@@ -67,7 +67,7 @@ pub fn run(global: &Global, args: &InstallArgs, ui: &Ui) -> Result<()> {
         // From here on the release is the one install applies: the sidecar pinned to a digest.
         let loaded = pin_shell(&cluster.client, &loaded, &auth, &progress).await?;
         let release = render::render(&loaded.profile);
-        preflight(
+        let report = preflight(
             &cluster.client,
             &loaded.profile,
             &release,
@@ -87,7 +87,7 @@ pub fn run(global: &Global, args: &InstallArgs, ui: &Ui) -> Result<()> {
         .await?;
         progress.finish();
         let text = match ui.output {
-            Output::Json => serde_json::to_string_pretty(&summary_json(&summary))? + "\n",
+            Output::Json => serde_json::to_string_pretty(&summary_json(&summary, &report))? + "\n",
             Output::Text | Output::Yaml => done(&loaded.profile, &release.namespace, &summary),
         };
         ui.print(&text)?;
@@ -96,7 +96,8 @@ pub fn run(global: &Global, args: &InstallArgs, ui: &Ui) -> Result<()> {
 }
 
 /// Runs every preflight check and stops, before anything is written, when one fails that the
-/// user did not choose to ignore.
+/// user did not choose to ignore. The table goes to stderr; with `--output json` a failed
+/// preflight prints its report as the command's JSON document.
 async fn preflight(
     client: &kube::Client,
     profile: &Profile,
@@ -104,7 +105,7 @@ async fn preflight(
     auth: &image::RegistryAuth,
     ignore: &[String],
     ui: &Ui,
-) -> Result<()> {
+) -> Result<preflight::Report> {
     let report = preflight::run(client, profile, release, auth).await;
     ui.note(&report.to_text());
     if let Some(unknown) = ignore.iter().find(|id| report.get(id).is_none()) {
@@ -131,9 +132,12 @@ async fn preflight(
         .filter(|id| !ignore.iter().any(|i| i == *id))
         .count();
     if blocking > 0 {
+        if ui.output == Output::Json {
+            ui.print(&(serde_json::to_string_pretty(&json!({ "preflight": report }))? + "\n"))?;
+        }
         return Err(Error::Preflight { count: blocking });
     }
-    Ok(())
+    Ok(report)
 }
 
 /// The profile with its shell sidecar pinned to the digest the registry serves now (see
@@ -218,7 +222,7 @@ fn ask(label: &str) -> std::io::Result<Option<secrets::SecretValue>> {
     Ok((!value.is_empty()).then(|| secrets::SecretValue::new(value)))
 }
 
-fn summary_json(summary: &Summary) -> serde_json::Value {
+fn summary_json(summary: &Summary, preflight: &preflight::Report) -> serde_json::Value {
     let onboarding = match &summary.onboarding {
         Some(Outcome::Onboarded { invite_url }) => {
             json!({"state": "onboarded", "inviteUrl": invite_url})
@@ -241,6 +245,7 @@ fn summary_json(summary: &Summary) -> serde_json::Value {
         "changes": summary.changes.iter().map(|(id, c)| json!({"object": id, "change": c.as_str()})).collect::<Vec<_>>(),
         "onboarding": onboarding,
         "health": health,
+        "preflight": preflight,
     })
 }
 

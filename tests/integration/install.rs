@@ -609,3 +609,43 @@ async fn an_app_that_cannot_reach_its_database_fails_the_install_naming_database
         .unwrap();
     assert_eq!(failed.items.len(), 1, "one failed revision");
 }
+
+#[tokio::test]
+async fn a_failed_preflight_writes_nothing_and_reports_json_for_scripts() {
+    let setup = setup("preflight", None).await;
+    let registry = Harness::shared().var("HARNESS_REGISTRY");
+    let dead = format!("app.image={registry}/fixtures/platforms:no-such-tag");
+    let run = install(
+        &setup,
+        &["-o", "json", "--set", &dead],
+        &[("PAPERCLIP_LITELLM_KEY", LLM_KEY)],
+    )
+    .await;
+    let stderr = text(&run.stderr);
+    assert_eq!(run.status.code(), Some(6), "{stderr}");
+    assert!(
+        stderr.contains("1 preflight check(s) failed; nothing was written"),
+        "{stderr}"
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let checks = doc["preflight"]["checks"].as_array().unwrap();
+    let app = checks.iter().find(|c| c["id"] == "image-app").unwrap();
+    assert_eq!(app["status"], "fail");
+    assert!(
+        app["detail"].as_str().unwrap().contains("does not exist"),
+        "{app}"
+    );
+    assert!(
+        checks
+            .iter()
+            .filter(|c| c["id"] != "image-app")
+            .all(|c| c["status"] != "fail")
+    );
+    let versions = versions(&setup.namespace).await;
+    assert!(
+        !versions
+            .keys()
+            .any(|k| k.starts_with("StatefulSet/") || k.starts_with("ExternalSecret/")),
+        "nothing may be applied: {versions:?}"
+    );
+}
