@@ -136,6 +136,86 @@ pub enum Command {
 
     /// Build and push the shell sidecar image for the nodes' platform
     Image(crate::commands::image::ImageArgs),
+
+    /// Show whether the installed release is healthy; exits 5 when it is not
+    #[command(
+        long_about = "Show the installed release: its revision and profile (from the latest \
+                      release record), every object it applied (StatefulSet ready, Deployment \
+                      available, ExternalSecrets Ready, PersistentVolumeClaims bound), its pods \
+                      (ready, restarts, last termination), how full the data volumes are, and \
+                      what the app's GET /api/health answers.",
+        after_help = "Exit codes: 0 healthy, 5 unhealthy (the report still prints; the error \
+                      names what is wrong), 7 no release in the namespace. A volume above 80% \
+                      is a warning, not a failure. --output json prints one stable document."
+    )]
+    Status,
+
+    /// List the recorded revisions of the release
+    History,
+
+    /// Delete the release in reverse wave order, keeping its data unless --purge
+    #[command(
+        long_about = "Delete what paperclipctl created in the release's namespace, in reverse wave \
+                      order (the app and its sidecar, then the database, then the ExternalSecrets \
+                      and their store), waiting until each object is gone. Volumes, the database \
+                      password Secret and the release records are kept and listed; --purge \
+                      deletes them too (and the namespace when it is left empty) after a \
+                      confirmation. Objects without the managed-by label are never touched.",
+        after_help = "Without a terminal, --purge needs --yes. Running it again after a finished \
+                      uninstall says there is nothing to uninstall."
+    )]
+    Uninstall(UninstallArgs),
+
+    /// Open a shell in the SSH sidecar (directly, or through a port-forward)
+    #[command(
+        long_about = "Run ssh to the shell sidecar as `agent`: at its LoadBalancer IP when the \
+                      profile publishes one, otherwise through a port-forward over the Kubernetes \
+                      API to the pod's sshd, kept open while ssh runs. Arguments after `--` go to \
+                      ssh (options, then a remote command). The mosh command is printed when the \
+                      profile publishes mosh's UDP ports.",
+        after_help = "Examples:\n  \
+                      paperclipctl ssh -p frank\n  \
+                      paperclipctl ssh -- -o BatchMode=yes id -u\n  \
+                      paperclipctl ssh --print-config >> ~/.ssh/config\n  \
+                      paperclipctl ssh --write-config --yes   then: ssh paperclip-shell\n\
+                      ssh's exit status is the command's."
+    )]
+    Ssh(SshArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SshArgs {
+    /// Print a `Host paperclip-shell` block for ~/.ssh/config instead of connecting
+    #[arg(long, conflicts_with = "stdio")]
+    pub print_config: bool,
+
+    /// Write (or update in place) that block in ~/.ssh/config, after a confirmation or --yes;
+    /// other hosts are left as they are
+    #[arg(long, conflicts_with = "stdio")]
+    pub write_config: bool,
+
+    /// Carry one connection to the sidecar's sshd over stdin/stdout (ssh's ProxyCommand)
+    #[arg(long)]
+    pub stdio: bool,
+
+    /// Arguments for ssh, after `--`
+    #[arg(last = true, value_name = "SSH_ARGS")]
+    pub ssh_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UninstallArgs {
+    /// List what would be deleted and what kept, without touching anything
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Also delete the volumes, the database password and the release records (asks first)
+    #[arg(long)]
+    pub purge: bool,
+
+    /// How long each object may take to disappear, e.g. 90s, 5m
+    #[arg(long, default_value = "2m", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

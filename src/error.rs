@@ -20,6 +20,8 @@ pub mod exit {
     pub const NOT_HEALTHY: u8 = 5;
     /// A preflight check failed; nothing was written.
     pub const PREFLIGHT: u8 = 6;
+    /// No release is installed in the namespace (no release record): nothing to report on.
+    pub const NOT_INSTALLED: u8 = 7;
 }
 
 #[derive(Debug, thiserror::Error, Diagnostic)]
@@ -74,6 +76,14 @@ pub enum Error {
     )]
     Preflight { count: usize },
 
+    #[error("{message}")]
+    #[diagnostic(code(paperclipctl::not_installed))]
+    NotInstalled {
+        message: String,
+        #[help]
+        help: Option<String>,
+    },
+
     #[error("cannot write the output: {0}")]
     #[diagnostic(code(paperclipctl::output))]
     Output(#[from] std::io::Error),
@@ -93,6 +103,7 @@ impl Error {
             Error::Cluster { .. } => exit::CLUSTER,
             Error::NotHealthy { .. } => exit::NOT_HEALTHY,
             Error::Preflight { .. } => exit::PREFLIGHT,
+            Error::NotInstalled { .. } => exit::NOT_INSTALLED,
             Error::Output(_) | Error::Serialize(_) | Error::Image(_) => exit::FAILURE,
         }
     }

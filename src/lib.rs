@@ -18,7 +18,10 @@ pub mod profile;
 pub mod release;
 pub mod render;
 pub mod secrets;
+pub mod ssh;
+pub mod status;
 pub mod ui;
+pub mod uninstall;
 
 pub use error::{Error, Result};
 

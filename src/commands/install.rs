@@ -296,13 +296,16 @@ fn done(profile: &Profile, namespace: &str, summary: &Summary) -> String {
                     ));
                 }
             }
-            _ => out.push_str(&format!(
-                "Shell: kubectl port-forward -n {namespace} deploy/{} 2222:2222, then ssh -p 2222 agent@localhost\n",
-                meta::APP_NAME
-            )),
+            _ => out.push_str(
+                "Shell: paperclipctl ssh (through a port-forward; `paperclipctl ssh --print-config` \
+                 for ~/.ssh/config)\n",
+            ),
         }
     }
-    out.push_str("Next: `paperclipctl plan` shows what a change of the profile would do.\n");
+    out.push_str(
+        "Next: `paperclipctl status` checks it, `paperclipctl plan` shows what a profile change \
+         would do.\n",
+    );
     out
 }
 

@@ -1,10 +1,14 @@
 //! One module per verb. Each is thin: load the profile, build a plan, hand it to the printer.
 
 mod guided;
+mod history;
 pub mod image;
 mod install;
 mod plan;
 mod profile;
+mod ssh;
+mod status;
+mod uninstall;
 
 use crate::cli::{Cli, Command, Global};
 use crate::error::{Error, Result};
@@ -20,6 +24,10 @@ pub fn run(cli: &Cli, ui: &Ui) -> Result<()> {
         Command::Plan => plan::run(&cli.global, ui),
         Command::Profile(command) => profile::run(&cli.global, command, ui),
         Command::Image(args) => image::run(&cli.global, args, ui),
+        Command::Status => status::run(&cli.global, ui),
+        Command::History => history::run(&cli.global, ui),
+        Command::Uninstall(args) => uninstall::run(&cli.global, args, ui),
+        Command::Ssh(args) => ssh::run(&cli.global, args, ui),
     }
 }
 
@@ -31,6 +39,11 @@ fn block_on<T>(future: impl std::future::Future<Output = Result<T>>) -> Result<T
         .build()
         .map_err(Error::Output)?
         .block_on(future)
+}
+
+/// The release's namespace: --namespace, or the selected profile's.
+fn namespace(global: &Global) -> Result<String> {
+    Ok(load_profile(global)?.profile.namespace.to_string())
 }
 
 /// Loads the selected profile with `--set` and `--namespace` applied.

@@ -13,7 +13,7 @@ pub mod meta;
 mod pod;
 mod secrets;
 
-pub use app::APP_PORT;
+pub use app::{APP_PORT, SSHD_PORT};
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{

@@ -111,27 +111,29 @@ pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// `(group, version, kind, plural)` of every namespaced kind a release is made of.
+pub(crate) const RELEASE_KINDS: [(&str, &str, &str, &str); 8] = [
+    ("", "v1", "Secret", "secrets"),
+    ("", "v1", "Service", "services"),
+    ("", "v1", "ConfigMap", "configmaps"),
+    ("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
+    ("apps", "v1", "Deployment", "deployments"),
+    ("apps", "v1", "StatefulSet", "statefulsets"),
+    (
+        "external-secrets.io",
+        "v1",
+        "ExternalSecret",
+        "externalsecrets",
+    ),
+    ("external-secrets.io", "v1", "SecretStore", "secretstores"),
+];
+
 /// resourceVersion of every object paperclipctl manages in `namespace`, plus its release records.
 pub(crate) async fn versions(namespace: &str) -> BTreeMap<String, String> {
     let client = Harness::shared().client().await;
     let mut versions = BTreeMap::new();
-    let kinds = [
-        ("", "v1", "Secret", "secrets"),
-        ("", "v1", "Service", "services"),
-        ("", "v1", "ConfigMap", "configmaps"),
-        ("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
-        ("apps", "v1", "Deployment", "deployments"),
-        ("apps", "v1", "StatefulSet", "statefulsets"),
-        (
-            "external-secrets.io",
-            "v1",
-            "ExternalSecret",
-            "externalsecrets",
-        ),
-        ("external-secrets.io", "v1", "SecretStore", "secretstores"),
-        ("coordination.k8s.io", "v1", "Lease", "leases"),
-    ];
-    for (group, version, kind, plural) in kinds {
+    let lease = ("coordination.k8s.io", "v1", "Lease", "leases");
+    for (group, version, kind, plural) in RELEASE_KINDS.into_iter().chain([lease]) {
         let resource =
             ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
         let api = Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &resource);

@@ -11,3 +11,6 @@ mod secrets;
 mod shell_image;
 mod sidecar;
 mod smoke;
+mod ssh;
+mod status;
+mod uninstall;

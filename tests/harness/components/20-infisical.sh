@@ -18,8 +18,16 @@ infisical_up() {
   mkdir -p "$dir"
   chmod 700 "$dir"
 
+  # A restart forgets every project and issues new credentials, so it happens only when the
+  # double's source changed — not because another checkout of the same source built it.
+  local source
+  source=$(cd "$HARNESS_DIR/../infisical-double" && cat Cargo.toml src/*.rs | sha256sum | cut -d' ' -f1)
+  if daemon_running infisical && [[ $source == "$(cat "$dir/source" 2>/dev/null)" ]]; then
+    infisical_env "$dir" "$url"
+    return 0
+  fi
   infisical_build "$dir/infisical-double.new"
-  if daemon_running infisical && ! cmp -s "$dir/infisical-double.new" "$dir/infisical-double"; then
+  if daemon_running infisical; then
     harness_log "the Infisical double changed; restarting it"
     stop_daemon infisical
   fi
@@ -41,8 +49,13 @@ infisical_up() {
       start_daemon infisical "$dir/infisical-double"
   fi
   rm -f "$dir/infisical-double.new"
+  echo "$source" >"$dir/source"
   wait_until 30 "the Infisical double on $url (log: $log)" curl -fsS "$url/api/status"
+  infisical_env "$dir" "$url"
+}
 
+infisical_env() {
+  local dir=$1 url=$2
   harness_env INFISICAL_API_URL "$url"
   harness_env INFISICAL_UNIVERSAL_AUTH_CLIENT_ID "$(cat "$dir/client_id")"
   harness_env INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET "$(cat "$dir/client_secret")"

@@ -1,0 +1,181 @@
+//! `paperclipctl ssh`: a shell in the sidecar, its `~/.ssh/config` block, or (`--stdio`) the
+//! connection that block's `ProxyCommand` runs through.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::cli::{Global, SshArgs};
+use crate::cluster;
+use crate::error::{Error, Result};
+use crate::ssh::{self, HOST_ALIAS, Route, USER};
+use crate::ui::Ui;
+
+pub fn run(global: &Global, args: &SshArgs, ui: &Ui) -> Result<()> {
+    let loaded = super::load_profile(global)?;
+    let namespace = loaded.profile.namespace.to_string();
+    let shell = loaded.profile.shell.clone().ok_or_else(|| {
+        Error::usage(
+            "the profile has no shell sidecar",
+            "set `shell.image` in the profile (and install again) to get one",
+        )
+    })?;
+    let route = Route::of(&shell);
+    if args.stdio {
+        return super::block_on(async {
+            let cluster = connect(global).await?;
+            ssh::stdio(&cluster.client, &namespace).await
+        });
+    }
+    if args.print_config || args.write_config {
+        let block = ssh::config_block(&route, &proxy_command(global));
+        if args.print_config {
+            ui.print(&block)?;
+        }
+        if args.write_config {
+            write_config(&block, global.yes, ui)?;
+        }
+        return Ok(());
+    }
+    if let Some(mosh) = ssh::mosh_command(&shell) {
+        ui.note(&format!("mosh: {mosh}"));
+    }
+    match route {
+        Route::Direct { ip, port } => {
+            use std::os::unix::process::CommandExt;
+            let error = Command::new("ssh")
+                .arg("-p")
+                .arg(port.to_string())
+                // OpenSSH reads options after the destination too: the rest is the remote command.
+                .arg(format!("{USER}@{ip}"))
+                .args(&args.ssh_args)
+                .exec();
+            Err(ssh_missing(error))
+        }
+        Route::PortForward => forwarded(global, &namespace, &args.ssh_args),
+    }
+}
+
+/// Runs ssh against a local listener that forwards to the pod, and ends with ssh's exit status.
+fn forwarded(global: &Global, namespace: &str, extra: &[String]) -> Result<()> {
+    let code = super::block_on(async {
+        let cluster = connect(global).await?;
+        let (port, listener) = ssh::listen(&cluster.client, namespace).await?;
+        // The host key is the sidecar's, whatever local port this run got: name it by alias.
+        let status = tokio::process::Command::new("ssh")
+            .arg("-p")
+            .arg(port.to_string())
+            .arg("-o")
+            .arg(format!("HostKeyAlias={HOST_ALIAS}"))
+            .arg(format!("{USER}@127.0.0.1"))
+            .args(extra)
+            .status()
+            .await
+            .map_err(ssh_missing)?;
+        listener.abort();
+        Ok(status.code().unwrap_or(255))
+    })?;
+    if code != 0 {
+        // ssh's status is the command's: scripts running `paperclipctl ssh -- cmd` read it.
+        std::process::exit(code);
+    }
+    Ok(())
+}
+
+async fn connect(global: &Global) -> Result<cluster::Cluster> {
+    cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref()).await
+}
+
+fn ssh_missing(error: std::io::Error) -> Error {
+    Error::usage(
+        format!("cannot run ssh: {error}"),
+        "install an OpenSSH client (the `ssh` command) and run again",
+    )
+}
+
+/// This binary, with the flags that select the same cluster and profile, in `--stdio` mode.
+fn proxy_command(global: &Global) -> String {
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "paperclipctl".into());
+    let mut words = vec![exe];
+    if let Some(kubeconfig) = &global.kubeconfig {
+        words.push("--kubeconfig".into());
+        words.push(kubeconfig.display().to_string());
+    }
+    if let Some(context) = &global.context {
+        words.extend(["--context".into(), context.clone()]);
+    }
+    if let Some(profile) = &global.profile {
+        words.extend(["--profile".into(), profile.clone()]);
+    }
+    if let Some(namespace) = &global.namespace {
+        words.extend(["--namespace".into(), namespace.clone()]);
+    }
+    for set in &global.sets {
+        words.extend(["--set".into(), set.clone()]);
+    }
+    words.extend(["-q".into(), "ssh".into(), "--stdio".into()]);
+    words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
+}
+
+/// Quotes a word for the shell ssh runs `ProxyCommand` with.
+fn quote(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:@,+".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// Writes the block into `~/.ssh/config` after a confirmation (or `--yes`).
+fn write_config(block: &str, yes: bool, ui: &Ui) -> Result<()> {
+    let home = std::env::var_os("HOME").map(PathBuf::from).ok_or_else(|| {
+        Error::usage(
+            "HOME is not set: no ~/.ssh/config to write",
+            "set HOME, or paste the --print-config output into your ssh config",
+        )
+    })?;
+    let dir = home.join(".ssh");
+    let path = dir.join("config");
+    let existing = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::Output(e)),
+    };
+    let updated = ssh::update_config(&existing, block);
+    if updated == existing {
+        ui.note(&format!("{} is up to date", path.display()));
+        return Ok(());
+    }
+    if !yes {
+        if !ui.interactive() {
+            return Err(Error::usage(
+                format!("writing {} needs a confirmation", path.display()),
+                "add --yes to write it without asking",
+            ));
+        }
+        let ok = dialoguer::Confirm::new()
+            .with_prompt(format!(
+                "Write the Host {HOST_ALIAS} block into {}?",
+                path.display()
+            ))
+            .default(true)
+            .interact()
+            .map_err(|e| Error::Output(std::io::Error::other(e.to_string())))?;
+        if !ok {
+            return Ok(());
+        }
+    }
+    if !dir.exists() {
+        std::fs::create_dir_all(&dir)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    std::fs::write(&path, updated)?;
+    ui.note(&format!(
+        "wrote Host {HOST_ALIAS} into {}; connect with `ssh {HOST_ALIAS}`",
+        path.display()
+    ));
+    Ok(())
+}

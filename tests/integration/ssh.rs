@@ -1,0 +1,171 @@
+//! `paperclipctl ssh` against the harness: the port-forward route reaches a real sshd (the
+//! harness forwards pod port 2222 to it), the printed config works with plain ssh, and writing it
+//! into `~/.ssh/config` keeps every other host.
+
+use std::path::Path;
+use std::process::Output;
+
+use crate::harness::Harness;
+use crate::install::{LLM_KEY, install, setup, text};
+
+/// Profile values that take the port-forward route (no LoadBalancer address for the shell).
+const PORT_FORWARD: [&str; 4] = [
+    "--set",
+    "shell.service.loadBalancerIp=null",
+    "--set",
+    "shell.service.type=ClusterIP",
+];
+
+async fn paperclipctl(args: &[&str], home: Option<&Path>) -> Output {
+    let h = Harness::shared();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_paperclipctl"));
+    command
+        .args(args)
+        .env("KUBECONFIG", h.var("KUBECONFIG"))
+        .env("CI", "true")
+        .env("NO_COLOR", "1");
+    if let Some(home) = home {
+        command.env("HOME", home);
+    }
+    command.output().await.unwrap()
+}
+
+/// The harness sshd's known host key, filed under the alias paperclipctl names it by (the local
+/// port of a port-forward changes from run to run).
+fn known_hosts(dir: &Path) -> String {
+    let harness =
+        std::fs::read_to_string(Harness::shared().var("HARNESS_SSH_KNOWN_HOSTS")).unwrap();
+    let line = harness.lines().next().expect("a host key");
+    let (_, key) = line.split_once(' ').unwrap();
+    let path = dir.join("known_hosts");
+    std::fs::write(&path, format!("paperclip-shell {key}\n")).unwrap();
+    path.display().to_string()
+}
+
+#[tokio::test]
+async fn ssh_through_a_port_forward_runs_a_command_and_the_printed_config_works_with_plain_ssh() {
+    let h = Harness::shared();
+    let setup = setup("ssh", None).await;
+    let home = tempfile::tempdir().unwrap();
+    let _exec = h
+        .serve_app_exec(&setup.namespace, &home.path().join("paperclip"))
+        .await;
+    let run = install(
+        &setup,
+        &["--timeout", "60s"],
+        &[("PAPERCLIP_LITELLM_KEY", LLM_KEY)],
+    )
+    .await;
+    assert!(
+        run.status.success(),
+        "install failed:\n{}",
+        text(&run.stderr)
+    );
+    let ns = setup.namespace.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let known = format!("UserKnownHostsFile={}", known_hosts(dir.path()));
+    let key = h.var("HARNESS_SSH_KEY");
+    let options = [
+        "-F",
+        "/dev/null",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        known.as_str(),
+        "-i",
+        key,
+    ];
+    let selection = ["--profile", "frank", "--namespace", ns];
+
+    let mut args = vec!["ssh"];
+    args.extend(selection);
+    args.extend(PORT_FORWARD);
+    args.push("--");
+    args.extend(options);
+    args.extend(["id", "-u"]);
+    let run = paperclipctl(&args, None).await;
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert_eq!(text(&run.stdout).trim(), "1000");
+
+    // The failing remote command's status is the command's.
+    let mut args = vec!["ssh"];
+    args.extend(selection);
+    args.extend(PORT_FORWARD);
+    args.push("--");
+    args.extend(options);
+    args.extend(["exit", "7"]);
+    assert_eq!(paperclipctl(&args, None).await.status.code(), Some(7));
+
+    let mut args = vec!["ssh", "--print-config"];
+    args.extend(selection);
+    args.extend(PORT_FORWARD);
+    let run = paperclipctl(&args, None).await;
+    let block = text(&run.stdout);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert!(block.starts_with("Host paperclip-shell\n"), "{block}");
+    assert!(block.contains("    User agent\n"), "{block}");
+    assert!(block.contains("ssh --stdio"), "{block}");
+
+    // Plain ssh with that block goes through `paperclipctl ssh --stdio`.
+    let config = dir.path().join("config");
+    std::fs::write(&config, &block).unwrap();
+    let config = config.display().to_string();
+    let mut ssh = tokio::process::Command::new("ssh");
+    ssh.args(["-F", &config])
+        .args(&options[2..])
+        .args(["paperclip-shell", "id", "-u"])
+        .env("KUBECONFIG", h.var("KUBECONFIG"));
+    let run = ssh.output().await.unwrap();
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert_eq!(text(&run.stdout).trim(), "1000");
+}
+
+#[tokio::test]
+async fn the_config_block_names_the_load_balancer_and_is_written_in_place_with_consent() {
+    let lb = [
+        "--profile",
+        "frank",
+        "--set",
+        "shell.service.loadBalancerIp=10.96.7.8",
+    ];
+    let mut args = vec!["ssh", "--print-config"];
+    args.extend(lb);
+    let run = paperclipctl(&args, None).await;
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert_eq!(
+        text(&run.stdout),
+        "Host paperclip-shell\n    HostName 10.96.7.8\n    Port 22\n    User agent\n"
+    );
+
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".ssh")).unwrap();
+    let config = home.path().join(".ssh/config");
+    let before = "Host work\n    HostName work.example\n\nHost paperclip-shell\n    HostName 10.0.0.1\n\nHost *\n    ServerAliveInterval 30\n";
+    std::fs::write(&config, before).unwrap();
+
+    // Without a terminal, writing needs --yes; nothing is written.
+    let mut args = vec!["ssh", "--write-config"];
+    args.extend(lb);
+    let refused = paperclipctl(&args, Some(home.path())).await;
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    assert!(text(&refused.stderr).contains("--yes"));
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), before);
+
+    args.push("--yes");
+    let run = paperclipctl(&args, Some(home.path())).await;
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let after = std::fs::read_to_string(&config).unwrap();
+    assert_eq!(
+        after,
+        "Host work\n    HostName work.example\n\nHost paperclip-shell\n    HostName 10.96.7.8\n    \
+         Port 22\n    User agent\nHost *\n    ServerAliveInterval 30\n"
+    );
+    // A second run changes nothing.
+    let again = paperclipctl(&args, Some(home.path())).await;
+    assert!(again.status.success());
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), after);
+}
