@@ -54,18 +54,23 @@ async fn one(
         Object::StatefulSet(_) => {
             let api = Api::<StatefulSet>::namespaced(client.clone(), namespace);
             let ready = readiness(api, name, statefulset_ready);
-            with_pods(client, namespace, object, ready, deadline, status).await
+            let problems = workload_problems(client, namespace, object);
+            until_ready(ready, problems, deadline, status).await
         }
         Object::Deployment(_) => {
             let api = Api::<Deployment>::namespaced(client.clone(), namespace);
             let ready = readiness(api, name, deployment_ready);
-            with_pods(client, namespace, object, ready, deadline, status).await
+            let problems = workload_problems(client, namespace, object);
+            until_ready(ready, problems, deadline, status).await
         }
         Object::ExternalSecret(_) => {
             let (resource, _) = api_resource("ExternalSecret");
             let api = Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &resource);
+            // A sync error may heal (the value gets added in Infisical): only a timeout ends it.
+            let problems = futures_util::stream::pending().boxed();
             until_ready(
                 readiness(api, name, external_secret_ready),
+                problems,
                 deadline,
                 status,
             )
@@ -109,8 +114,14 @@ enum Readiness {
     NotYet(String),
 }
 
+/// Conditions that will not heal by waiting longer, as the errors to stop with.
+type Problems<'a> = futures_util::stream::BoxStream<'a, Error>;
+
+/// Waits until `ready` says ready (reporting each reason it is not yet through `status`), or
+/// fails at once with the first of `problems`, or times out at `deadline`.
 async fn until_ready(
     mut ready: ReadyStream,
+    mut problems: Problems<'_>,
     deadline: Instant,
     status: &(dyn Fn(&str) + Sync),
 ) -> Outcome {
@@ -127,61 +138,45 @@ async fn until_ready(
                 Some(Err(e)) => last = Some(format!("watch error: {e}")),
                 None => return Outcome::TimedOut(last),
             },
+            Some(problem) = problems.next() => return Outcome::Failed(problem),
         }
     }
 }
 
-/// Waits for a workload while watching its pods and their events for conditions that will not
-/// heal by waiting longer.
-async fn with_pods(
+/// What makes a workload fail fast: a problem of one of its pods, or a FailedAttachVolume event
+/// about one of them.
+fn workload_problems<'a>(
     client: &kube::Client,
     namespace: &str,
-    object: &Object,
-    mut ready: ReadyStream,
-    deadline: Instant,
-    status: &(dyn Fn(&str) + Sync),
-) -> Outcome {
-    let selector = selector(object);
+    object: &'a Object,
+) -> Problems<'a> {
     let pods = Api::<Pod>::namespaced(client.clone(), namespace);
-    let mut pods = watcher(pods, watcher::Config::default().labels(&selector))
+    let pods = watcher(pods, watcher::Config::default().labels(&selector(object)))
         .default_backoff()
         .applied_objects()
-        .boxed();
+        .filter_map(move |pod| async move { pod_problem(&pod.ok()?, object) });
     let events = Api::<Event>::namespaced(client.clone(), namespace);
-    let mut events = watcher(events, watcher::Config::default().fields("type=Warning"))
+    let events = watcher(events, watcher::Config::default().fields("type=Warning"))
         .default_backoff()
         .applied_objects()
-        .boxed();
-    let prefix = format!("{}-", object.name());
-    let mut last = None;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => return Outcome::TimedOut(last),
-            next = ready.next() => match next {
-                Some(Ok(Readiness::Ready)) => return Outcome::Ready,
-                Some(Ok(Readiness::NotYet(why))) => {
-                    status(&why);
-                    last = Some(why);
-                }
-                Some(Err(e)) => last = Some(format!("watch error: {e}")),
-                None => return Outcome::TimedOut(last),
-            },
-            Some(Ok(pod)) = pods.next() => {
-                if let Some(error) = pod_problem(&pod, object) {
-                    return Outcome::Failed(error);
-                }
-            }
-            Some(Ok(event)) = events.next() => {
-                let involved = event.involved_object.name.as_deref().unwrap_or_default();
-                if event.reason.as_deref() == Some("FailedAttachVolume") && involved.starts_with(&prefix) {
-                    return Outcome::Failed(Error::not_healthy(
-                        format!("{}: pod {involved} cannot attach its volume: {}", object.id(), event.message.as_deref().unwrap_or_default()),
-                        "a ReadWriteOnce volume is still attached to another node or pod; the Recreate strategy avoids this, or delete the old pod",
-                    ));
-                }
-            }
-        }
-    }
+        .filter_map(move |event| async move { attach_problem(&event.ok()?, object) });
+    futures_util::stream::select(pods, events).boxed()
+}
+
+fn attach_problem(event: &Event, object: &Object) -> Option<Error> {
+    let involved = event.involved_object.name.as_deref().unwrap_or_default();
+    let ours = involved.starts_with(&format!("{}-", object.name()));
+    (event.reason.as_deref() == Some("FailedAttachVolume") && ours).then(|| {
+        Error::not_healthy(
+            format!(
+                "{}: pod {involved} cannot attach its volume: {}",
+                object.id(),
+                event.message.as_deref().unwrap_or_default()
+            ),
+            "a ReadWriteOnce volume is still attached to another node or pod; the Recreate \
+             strategy avoids this, or delete the old pod",
+        )
+    })
 }
 
 fn selector(object: &Object) -> String {
