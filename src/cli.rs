@@ -22,7 +22,9 @@ Examples:
   paperclipctl install --profile ./mine.yaml --set app.service.port=8080 --dry-run
   paperclipctl profile show --profile frank      every value the profile resolves to
 
-Exit codes: 0 success, 1 failure, 2 invalid input (flags, profile, --set), 3 blocking findings.";
+Exit codes: 0 success, 1 failure, 2 invalid input (flags, profile, --set, secrets), 3 blocking
+findings, 4 cluster unreachable or refused (or locked by another run), 5 not healthy, 6 preflight
+failed, 7 not installed.";
 
 #[derive(Debug, Parser)]
 #[command(
