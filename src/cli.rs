@@ -183,6 +183,47 @@ pub enum Command {
                       ssh's exit status is the command's."
     )]
     Ssh(SshArgs),
+
+    /// Write the database, the master key and the instance config to one archive
+    #[command(
+        long_about = "Write one archive (tar + gzip) of the installed release: a pg_dump of the \
+                      database, streamed from the database container, the instance's \
+                      secrets/master.key and config.json from the app's volume, and a \
+                      manifest.json with the release revision, the images, each part's size and \
+                      sha256 and every table's row count. The dump is useless without the master \
+                      key, which is why they travel together.",
+        after_help = "The archive holds the master key: store it as safely as the cluster's secrets."
+    )]
+    Backup(BackupArgs),
+
+    /// Put back an archive written by `backup`: database, master key and config
+    #[command(
+        long_about = "Check every part of the archive against its manifest (a changed or foreign \
+                      archive is refused and nothing changes), put the master key and config back \
+                      on the app's volume, scale the app to 0, replace the database's contents \
+                      with the dump in one transaction, scale the app back up, wait until it is \
+                      available, and check every table's row count against the manifest.",
+        after_help = "Exit codes: 0 restored, 2 the archive was refused (nothing changed), 5 a step failed."
+    )]
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where to write the archive [default: paperclip-backup-<namespace>-<time>.tar.gz]
+    #[arg(short = 'f', long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The archive written by `paperclipctl backup`
+    #[arg(value_name = "ARCHIVE")]
+    pub archive: PathBuf,
+
+    /// Check the archive and say what a restore would do, without touching anything
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 //! `profile` loads and checks, `render` turns a profile into objects, `preflight` lists what must
 //! hold on the cluster, and `ui` prints.
 
+pub mod backup;
 pub mod cli;
 pub mod cluster;
 pub mod commands;

@@ -1,11 +1,13 @@
 //! One module per verb. Each is thin: load the profile, build a plan, hand it to the printer.
 
+mod backup;
 mod guided;
 mod history;
 pub mod image;
 mod install;
 mod plan;
 mod profile;
+mod restore;
 mod ssh;
 mod status;
 mod uninstall;
@@ -28,6 +30,8 @@ pub fn run(cli: &Cli, ui: &Ui) -> Result<()> {
         Command::History => history::run(&cli.global, ui),
         Command::Uninstall(args) => uninstall::run(&cli.global, args, ui),
         Command::Ssh(args) => ssh::run(&cli.global, args, ui),
+        Command::Backup(args) => backup::run(&cli.global, args, ui),
+        Command::Restore(args) => restore::run(&cli.global, args, ui),
     }
 }
 

@@ -1,5 +1,6 @@
 //! paperclipctl's integration tests: one binary, one module per area.
 
+mod backup;
 mod cli;
 mod guided;
 mod harness;

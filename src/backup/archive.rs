@@ -1,0 +1,262 @@
+//! The backup archive: a gzipped tar of the parts and a `manifest.json` naming each part's size
+//! and sha256.
+//!
+//! Tar needs an entry's size before its bytes, and a dump's size is known only at its end, so
+//! the dump is streamed to a temporary file on disk (hashed on the way) and appended from there:
+//! memory stays flat whatever the database's size. The manifest is the last entry because it
+//! holds the digests of the others.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use flate2::Compression;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+pub const MANIFEST: &str = "manifest.json";
+pub const DUMP: &str = "database.sql";
+pub const MASTER_KEY: &str = "secrets/master.key";
+pub const CONFIG: &str = "config.json";
+/// Every part an archive holds besides its manifest.
+pub const PARTS: [&str; 3] = [DUMP, MASTER_KEY, CONFIG];
+
+/// The manifest's format; a restore refuses others.
+const FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    pub format: u32,
+    pub created: String,
+    pub namespace: String,
+    /// The release revision installed when the backup was taken.
+    pub revision: Option<u32>,
+    /// Images from that revision's record (references and the digests pods ran).
+    pub images: BTreeMap<String, String>,
+    pub parts: BTreeMap<String, Part>,
+    /// Rows of every table of the public schema when the dump was taken.
+    pub tables: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Part {
+    pub size: u64,
+    pub sha256: String,
+}
+
+impl Manifest {
+    pub fn new(namespace: &str, revision: Option<u32>, images: BTreeMap<String, String>) -> Self {
+        Manifest {
+            format: FORMAT,
+            created: k8s_openapi::jiff::Timestamp::now().to_string(),
+            namespace: namespace.to_string(),
+            revision,
+            images,
+            parts: BTreeMap::new(),
+            tables: BTreeMap::new(),
+        }
+    }
+}
+
+/// A file written while its sha256 is computed.
+pub struct HashingFile {
+    file: File,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl HashingFile {
+    pub fn create(path: &Path) -> Result<Self> {
+        Ok(HashingFile {
+            file: File::create(path).map_err(Error::Output)?,
+            hasher: Sha256::new(),
+            size: 0,
+        })
+    }
+
+    pub fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.hasher.update(chunk);
+        self.size += chunk.len() as u64;
+        self.file.write_all(chunk)
+    }
+
+    pub fn finish(mut self) -> Result<Part> {
+        self.file.flush().map_err(Error::Output)?;
+        Ok(Part {
+            size: self.size,
+            sha256: hex(&self.hasher.finalize()),
+        })
+    }
+}
+
+pub fn digest(bytes: &[u8]) -> Part {
+    Part {
+        size: bytes.len() as u64,
+        sha256: hex(&Sha256::digest(bytes)),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes the archive to `path` (through a `.partial` file renamed at the end, so a failed
+/// backup never leaves something that looks like an archive). Parts come from `dir`, where each
+/// lies under its part name.
+pub fn write(path: &Path, dir: &Path, manifest: &Manifest) -> Result<()> {
+    let partial = PathBuf::from(format!("{}.partial", path.display()));
+    let file = File::create(&partial).map_err(|e| {
+        Error::usage(
+            format!("cannot create {}: {e}", partial.display()),
+            "pass -f with a writable path",
+        )
+    })?;
+    let mut tar = tar::Builder::new(GzEncoder::new(file, Compression::default()));
+    for name in PARTS {
+        let mut header = tar::Header::new_gnu();
+        let mut source = File::open(dir.join(name)).map_err(Error::Output)?;
+        header.set_size(source.metadata().map_err(Error::Output)?.len());
+        // The master key decrypts the instance's secrets: owner-only, as on the volume.
+        header.set_mode(0o600);
+        header.set_cksum();
+        tar.append_data(&mut header, name, &mut source)
+            .map_err(Error::Output)?;
+    }
+    let json = serde_json::to_vec_pretty(manifest)?;
+    let mut header = tar::Header::new_gnu();
+    header.set_size(json.len() as u64);
+    header.set_mode(0o600);
+    header.set_cksum();
+    tar.append_data(&mut header, MANIFEST, json.as_slice())
+        .map_err(Error::Output)?;
+    let gz = tar.into_inner().map_err(Error::Output)?;
+    gz.finish()
+        .and_then(|f| f.sync_all())
+        .map_err(Error::Output)?;
+    std::fs::rename(&partial, path).map_err(Error::Output)
+}
+
+/// Unpacks `path` into `dir` and checks every part against the manifest: the right parts, no
+/// others, each of the recorded size and sha256. Nothing outside `dir` is touched, so a refused
+/// archive changes nothing.
+pub fn verify(path: &Path, dir: &Path) -> Result<Manifest> {
+    let refuse = |why: String| {
+        Error::usage(
+            format!("{} is not a usable backup: {why}", path.display()),
+            "restore only archives written by `paperclipctl backup`, unchanged",
+        )
+    };
+    let file = File::open(path).map_err(|e| refuse(format!("cannot open it: {e}")))?;
+    let mut tar = tar::Archive::new(GzDecoder::new(file));
+    let mut manifest: Option<Manifest> = None;
+    let mut found = BTreeMap::new();
+    let entries = tar.entries().map_err(|e| refuse(e.to_string()))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| refuse(e.to_string()))?;
+        let name = entry
+            .path()
+            .map_err(|e| refuse(e.to_string()))?
+            .display()
+            .to_string();
+        if name == MANIFEST {
+            let mut json = String::new();
+            entry
+                .read_to_string(&mut json)
+                .map_err(|e| refuse(e.to_string()))?;
+            manifest =
+                Some(serde_json::from_str(&json).map_err(|e| refuse(format!("manifest: {e}")))?);
+            continue;
+        }
+        let Some(part) = PARTS.iter().find(|p| **p == name) else {
+            return Err(refuse(format!("unexpected entry {name}")));
+        };
+        let target = dir.join(part);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(Error::Output)?;
+        }
+        let mut out = HashingFile::create(&target)?;
+        let mut buffer = vec![0; 64 * 1024];
+        loop {
+            let n = entry.read(&mut buffer).map_err(|e| refuse(e.to_string()))?;
+            if n == 0 {
+                break;
+            }
+            out.write(&buffer[..n]).map_err(Error::Output)?;
+        }
+        found.insert(name, out.finish()?);
+    }
+    let manifest = manifest.ok_or_else(|| refuse(format!("it has no {MANIFEST}")))?;
+    if manifest.format != FORMAT {
+        return Err(refuse(format!("manifest format {}", manifest.format)));
+    }
+    for name in PARTS {
+        let expected = manifest
+            .parts
+            .get(name)
+            .ok_or_else(|| refuse(format!("the manifest does not list {name}")))?;
+        match found.get(name) {
+            None => return Err(refuse(format!("{name} is missing"))),
+            Some(actual) if actual != expected => {
+                return Err(refuse(format!(
+                    "{name} does not match the manifest (sha256 {}, {} bytes; expected {}, {} bytes)",
+                    actual.sha256, actual.size, expected.sha256, expected.size
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn archive(dir: &Path) -> (PathBuf, Manifest) {
+        let parts = dir.join("parts");
+        std::fs::create_dir_all(parts.join("secrets")).unwrap();
+        let mut manifest = Manifest::new("ns", Some(3), BTreeMap::new());
+        for (name, body) in [
+            (DUMP, b"CREATE TABLE t ();\n".as_slice()),
+            (MASTER_KEY, b"key"),
+            (CONFIG, b"{}"),
+        ] {
+            std::fs::write(parts.join(name), body).unwrap();
+            manifest.parts.insert(name.into(), digest(body));
+        }
+        let path = dir.join("backup.tar.gz");
+        write(&path, &parts, &manifest).unwrap();
+        (path, manifest)
+    }
+
+    #[test]
+    fn an_archive_reads_back_with_its_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, manifest) = archive(dir.path());
+        let out = dir.path().join("out");
+        assert_eq!(verify(&path, &out).unwrap(), manifest);
+        assert_eq!(std::fs::read(out.join(MASTER_KEY)).unwrap(), b"key");
+    }
+
+    #[test]
+    fn a_part_that_does_not_match_the_manifest_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let parts = dir.path().join("parts");
+        let (path, mut manifest) = archive(dir.path());
+        manifest.parts.insert(DUMP.into(), digest(b"other"));
+        write(&path, &parts, &manifest).unwrap();
+        let e = verify(&path, &dir.path().join("out")).unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::exit::INVALID_INPUT);
+        assert!(
+            e.to_string()
+                .contains("database.sql does not match the manifest"),
+            "{e}"
+        );
+    }
+}

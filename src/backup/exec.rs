@@ -1,0 +1,148 @@
+//! Commands in the release's containers, with their output streamed and their input fed from a
+//! file, so a database of any size passes through without being held in memory.
+
+use std::path::Path;
+
+use indicatif::ProgressBar;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, AttachParams};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::cluster::api_error;
+use crate::error::{Error, Result};
+
+/// The size of the chunks streamed in either direction.
+const CHUNK: usize = 64 * 1024;
+
+/// What a command reads on stdin.
+pub enum Input<'a> {
+    Nothing,
+    Bytes(&'a [u8]),
+    /// A file on this machine, streamed in chunks (counted on the progress bar).
+    File(&'a Path),
+}
+
+/// One container to run commands in.
+pub struct Container<'a> {
+    pub pods: &'a Api<Pod>,
+    pub namespace: &'a str,
+    pub pod: String,
+    pub name: &'static str,
+}
+
+impl Container<'_> {
+    /// Runs `sh -c script` with `args` as `$1…`, handing each chunk of stdout to `sink`. Fails
+    /// with the command's stderr when it exits non-zero; `what` names it in messages.
+    pub async fn run(
+        &self,
+        what: &str,
+        script: &str,
+        args: &[&str],
+        input: Input<'_>,
+        progress: &ProgressBar,
+        sink: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
+    ) -> Result<()> {
+        let mut command = vec!["sh", "-c", script, "sh"];
+        command.extend_from_slice(args);
+        let params = AttachParams::default()
+            .container(self.name)
+            .stdin(!matches!(input, Input::Nothing))
+            .stdout(true)
+            .stderr(true);
+        let mut process = self
+            .pods
+            .exec(&self.pod, command, &params)
+            .await
+            .map_err(|e| api_error(e, "create", "pods/exec", Some(self.namespace)))?;
+        let stdin = process.stdin();
+        let stdout = process.stdout();
+        let stderr = process.stderr();
+        let status = process.take_status();
+        let feed = async {
+            let Some(mut writer) = stdin else {
+                return Ok(());
+            };
+            match input {
+                Input::Nothing => {}
+                Input::Bytes(bytes) => writer.write_all(bytes).await?,
+                Input::File(path) => {
+                    let mut file = tokio::fs::File::open(path).await?;
+                    let mut buffer = vec![0; CHUNK];
+                    loop {
+                        let n = file.read(&mut buffer).await?;
+                        if n == 0 {
+                            break;
+                        }
+                        writer.write_all(&buffer[..n]).await?;
+                        progress.inc(n as u64);
+                    }
+                }
+            }
+            // Not every exec closes the command's stdin on shutdown: scripts count their input.
+            writer.flush().await
+        };
+        let read = async {
+            let Some(mut reader) = stdout else {
+                return Ok(());
+            };
+            let mut buffer = vec![0; CHUNK];
+            loop {
+                let n = reader.read(&mut buffer).await?;
+                if n == 0 {
+                    return Ok(());
+                }
+                sink(&buffer[..n])?;
+            }
+        };
+        let errors = async {
+            let mut text = String::new();
+            if let Some(mut reader) = stderr {
+                reader.read_to_string(&mut text).await.ok();
+            }
+            text
+        };
+        let (fed, read, errors) = tokio::join!(feed, read, errors);
+        let status = match status {
+            Some(status) => status.await,
+            None => None,
+        };
+        process.join().await.ok();
+        read.map_err(Error::Output)?;
+        let failed = status
+            .as_ref()
+            .is_some_and(|s| s.status.as_deref() != Some("Success"));
+        if failed || fed.is_err() {
+            let reason = status.and_then(|s| s.message).unwrap_or_default();
+            return Err(Error::not_healthy(
+                format!(
+                    "{what} failed in pod {} ({reason}): {}",
+                    self.pod,
+                    errors.trim()
+                ),
+                format!(
+                    "look at the container: kubectl exec -n {} {} -c {} -- sh",
+                    self.namespace, self.pod, self.name
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs `script` and returns its whole stdout (for small answers only).
+    pub async fn output(&self, what: &str, script: &str, args: &[&str]) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.run(
+            what,
+            script,
+            args,
+            Input::Nothing,
+            &ProgressBar::hidden(),
+            &mut |chunk| {
+                out.extend_from_slice(chunk);
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(out)
+    }
+}
