@@ -109,16 +109,8 @@ pub(crate) async fn running_app_pod(
     namespace: &str,
     purpose: &str,
 ) -> Result<String> {
-    let selector = meta::selector(Component::App)
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let list = pods
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|e| api_error(e, "list", "pods", Some(namespace)))?;
-    list.items
+    app_pods(pods, namespace)
+        .await?
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
@@ -129,6 +121,20 @@ pub(crate) async fn running_app_pod(
                 "run `paperclipctl install` again once the app is Ready",
             )
         })
+}
+
+/// Every pod of the release's app in `namespace`, terminating ones included.
+pub(crate) async fn app_pods(pods: &Api<Pod>, namespace: &str) -> Result<Vec<Pod>> {
+    let selector = meta::selector(Component::App)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let list = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| api_error(e, "list", "pods", Some(namespace)))?;
+    Ok(list.items)
 }
 
 /// Reads the script's output: its own marker lines, and upstream's `Invite URL:` line (which

@@ -15,12 +15,12 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::wait::{await_condition, conditions};
 
 use crate::cluster::{api_error, wait};
 use crate::error::{Error, Result};
-use crate::render::meta::{self, Component};
+use crate::render::meta;
 use crate::render::{Object, Wave};
 use crate::ui::Ui;
 use archive::{CONFIG, DUMP, MASTER_KEY, Manifest};
@@ -299,16 +299,7 @@ async fn scale(deployments: &Api<Deployment>, namespace: &str, replicas: i32) ->
 
 /// Waits until every app pod is gone, so nothing writes to the database while it is replaced.
 async fn stop(pods: &Api<Pod>, namespace: &str) -> Result<()> {
-    let selector = meta::selector(Component::App)
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let list = pods
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|e| api_error(e, "list", "pods", Some(namespace)))?;
-    for pod in list.items {
+    for pod in crate::onboarding::app_pods(pods, namespace).await? {
         let name = pod.metadata.name.unwrap_or_default();
         let uid = pod.metadata.uid.unwrap_or_default();
         let gone = await_condition(pods.clone(), &name, conditions::is_deleted(&uid));

@@ -128,6 +128,35 @@ pub(crate) const RELEASE_KINDS: [(&str, &str, &str, &str); 8] = [
     ("external-secrets.io", "v1", "SecretStore", "secretstores"),
 ];
 
+/// A release installed from the frank profile with its app pods served for exec: what most
+/// day-2 tests start from. The install's output is for the test to check.
+pub(crate) struct Installed {
+    pub setup: Setup,
+    pub home: tempfile::TempDir,
+    pub exec: crate::harness::apps::AppExec,
+    pub run: Output,
+}
+
+pub(crate) async fn installed(prefix: &str) -> Installed {
+    let setup = setup(prefix, None).await;
+    let home = tempfile::tempdir().unwrap();
+    let exec = Harness::shared()
+        .serve_app_exec(&setup.namespace, &home.path().join("paperclip"))
+        .await;
+    let run = install(
+        &setup,
+        &["--timeout", "60s"],
+        &[("PAPERCLIP_LITELLM_KEY", LLM_KEY)],
+    )
+    .await;
+    Installed {
+        setup,
+        home,
+        exec,
+        run,
+    }
+}
+
 /// resourceVersion of every object paperclipctl manages in `namespace`, plus its release records.
 pub(crate) async fn versions(namespace: &str) -> BTreeMap<String, String> {
     let client = Harness::shared().client().await;
@@ -555,18 +584,12 @@ async fn a_volume_that_cannot_attach_fails_fast() {
 
 #[tokio::test]
 async fn a_fresh_install_reports_the_apps_health_and_bootstrap_state_with_the_invite() {
-    let h = Harness::shared();
-    let setup = setup("health", None).await;
-    let home = tempfile::tempdir().unwrap();
-    let _exec = h
-        .serve_app_exec(&setup.namespace, &home.path().join("paperclip"))
-        .await;
-    let run = install(
-        &setup,
-        &["--timeout", "60s"],
-        &[("PAPERCLIP_LITELLM_KEY", LLM_KEY)],
-    )
-    .await;
+    let Installed {
+        home: _home,
+        exec: _exec,
+        run,
+        ..
+    } = installed("health").await;
     let (stdout, stderr) = (text(&run.stdout), text(&run.stderr));
     assert!(run.status.success(), "install failed:\n{stderr}");
     // The harness's app stand-in answers as a freshly onboarded authenticated instance.

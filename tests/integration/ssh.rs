@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Output;
 
 use crate::harness::Harness;
-use crate::install::{LLM_KEY, install, setup, text};
+use crate::install::{Installed, installed, text};
 
 /// Profile values that take the port-forward route (no LoadBalancer address for the shell).
 const PORT_FORWARD: [&str; 4] = [
@@ -45,17 +45,12 @@ fn known_hosts(dir: &Path) -> String {
 #[tokio::test]
 async fn ssh_through_a_port_forward_runs_a_command_and_the_printed_config_works_with_plain_ssh() {
     let h = Harness::shared();
-    let setup = setup("ssh", None).await;
-    let home = tempfile::tempdir().unwrap();
-    let _exec = h
-        .serve_app_exec(&setup.namespace, &home.path().join("paperclip"))
-        .await;
-    let run = install(
-        &setup,
-        &["--timeout", "60s"],
-        &[("PAPERCLIP_LITELLM_KEY", LLM_KEY)],
-    )
-    .await;
+    let Installed {
+        setup,
+        home: _home,
+        exec: _exec,
+        run,
+    } = installed("ssh").await;
     assert!(
         run.status.success(),
         "install failed:\n{}",

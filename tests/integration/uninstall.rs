@@ -10,7 +10,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::wait::{await_condition, conditions};
 
 use crate::harness::Harness;
-use crate::install::{LLM_KEY, RELEASE_KINDS, install, setup, text};
+use crate::install::{Installed, LLM_KEY, RELEASE_KINDS, install, installed, setup, text};
 
 async fn uninstall(namespace: &str, extra: &[&str]) -> Output {
     let h = Harness::shared();
@@ -47,18 +47,13 @@ async fn labelled(namespace: &str) -> Vec<String> {
 #[tokio::test]
 async fn uninstall_keeps_data_until_purged_copes_with_missing_objects_and_runs_twice() {
     let h = Harness::shared();
-    let setup = setup("uninstall", None).await;
-    let home = tempfile::tempdir().unwrap();
-    let _exec = h
-        .serve_app_exec(&setup.namespace, &home.path().join("paperclip"))
-        .await;
+    let Installed {
+        setup,
+        home: _home,
+        exec: _exec,
+        run,
+    } = installed("uninstall").await;
     let ns = setup.namespace.as_str();
-    let run = install(
-        &setup,
-        &["--timeout", "60s"],
-        &[("PAPERCLIP_LITELLM_KEY", LLM_KEY)],
-    )
-    .await;
     assert!(
         run.status.success(),
         "install failed:\n{}",
