@@ -21,6 +21,7 @@ Examples:
   paperclipctl plan -p frank -o yaml | kubectl apply --server-side -f -
   paperclipctl install --profile ./mine.yaml --set app.service.port=8080 --dry-run
   paperclipctl profile show --profile frank      every value the profile resolves to
+  paperclipctl upgrade -p frank --to sha-3494e84 backed up first, rolled back by itself on failure
 
 Exit codes: 0 success, 1 failure, 2 invalid input (flags, profile, --set, secrets), 3 blocking
 findings, 4 cluster unreachable or refused (or locked by another run), 5 not healthy, 6 preflight
@@ -155,6 +156,35 @@ pub enum Command {
     /// List the recorded revisions of the release
     History,
 
+    /// Move the release to a new app image (or a changed profile), backed up first and rolled
+    /// back by itself when it does not become ready
+    #[command(
+        long_about = "Upgrade the installed release: resolve the target image (--to) and check it \
+                      as install does (the tag exists, it offers the nodes' platforms, and every \
+                      other preflight check) before anything changes; write a backup; apply the \
+                      release and wait until it is ready (the app's pod is recreated, never run \
+                      twice against its volume). When it does not become ready, the pods' \
+                      states, logs (the crashed container's too) and the namespace's events go \
+                      to a diagnostics file, and the previous revision is deployed again.",
+        after_help = "--to takes `latest`, a tag of the profile's app image such as sha-3494e84 or \
+                      v1.2.0, or a whole image reference. The image is pinned to the digest the \
+                      registry serves, so a rollback returns to exactly what ran.\n\
+                      Exit codes: 0 upgraded or already up to date, 5 the upgrade failed (rolled \
+                      back, see the message), 6 preflight refused the target (nothing changed), \
+                      7 no release in the namespace."
+    )]
+    Upgrade(UpgradeArgs),
+
+    /// Deploy an earlier revision again (the previous one by default)
+    #[command(
+        long_about = "Render the profile an earlier revision applied and deploy it again, waiting \
+                      as install does; it is recorded as a new revision (`rollback to N`). \
+                      Without REVISION: the newest deployed revision that differs from what runs \
+                      now. The database is not changed: restore the backup taken before an \
+                      upgrade (`paperclipctl backup list`) when a newer version migrated it."
+    )]
+    Rollback(RollbackArgs),
+
     /// Delete the release in reverse wave order, keeping its data unless --purge
     #[command(
         long_about = "Delete what paperclipctl created in the release's namespace, in reverse wave \
@@ -184,15 +214,27 @@ pub enum Command {
     )]
     Ssh(SshArgs),
 
-    /// Write the database, the master key and the instance config to one archive
+    /// Write the database, the master key and the instance config to one archive; list and
+    /// pull backups
     #[command(
-        long_about = "Write one archive (tar + gzip) of the installed release: a pg_dump of the \
+        long_about = "Write one archive (tar + zstd) of the installed release: a pg_dump of the \
                       database, streamed from the database container, the instance's \
                       secrets/master.key and config.json from the app's volume, and a \
                       manifest.json with the release revision, the images, each part's size and \
                       sha256 and every table's row count. The dump is useless without the master \
-                      key, which is why they travel together.",
-        after_help = "The archive holds the master key: store it as safely as the cluster's secrets."
+                      key, which is why they travel together.\n\n\
+                      Without -f the archive goes to the local backups directory: \
+                      $PAPERCLIPCTL_BACKUP_DIR, else paperclipctl/backups in the user's data \
+                      directory (~/.local/share on Linux), created owner-only. `backup list` \
+                      shows those archives and Paperclip's own automatic backups on the app's \
+                      volume; `backup pull` copies one of the latter here.",
+        after_help = "Examples:\n  \
+                      paperclipctl backup                      an archive in the backups directory\n  \
+                      paperclipctl backup -f ./before.tar.zst\n  \
+                      paperclipctl backup list -o json\n  \
+                      paperclipctl backup pull NAME            one of the app's own backups, here\n\
+                      The archive holds the master key: store it as safely as the cluster's secrets.",
+        args_conflicts_with_subcommands = true
     )]
     Backup(BackupArgs),
 
@@ -201,8 +243,8 @@ pub enum Command {
         long_about = "Check every part of the archive against its manifest (a changed or foreign \
                       archive is refused and nothing changes), put the master key and config back \
                       on the app's volume, scale the app to 0, replace the database's contents \
-                      with the dump in one transaction, scale the app back up, wait until it is \
-                      available, and check every table's row count against the manifest.",
+                      with the dump in one transaction, check every table's row count against \
+                      the manifest, and scale the app back up and wait until it is available.",
         after_help = "Exit codes: 0 restored, 2 the archive was refused (nothing changed), 5 a step failed."
     )]
     Restore(RestoreArgs),
@@ -210,9 +252,45 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// Where to write the archive [default: paperclip-backup-<namespace>-<time>.tar.gz]
+    #[command(subcommand)]
+    pub command: Option<BackupCommand>,
+
+    /// Where to write the archive [default: paperclip-backup-<namespace>-<time>.tar.zst in the
+    /// local backups directory]
     #[arg(short = 'f', long, value_name = "FILE")]
     pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// List the archives in the local backups directory and the app's own backups on its volume
+    #[command(
+        long_about = "List, newest first, the archives of the release's namespace in the local \
+                      backups directory (time taken, revision, size, tables: read from each \
+                      archive's manifest only) and the backups Paperclip writes by itself to \
+                      data/backups on the app's volume (read through the running app pod).",
+        after_help = "--output json prints one stable document: {\"local\": [...], \"volume\": \
+                      [...]}, with \"volume\" null when no app pod is running."
+    )]
+    List,
+
+    /// Copy one of the app's own backups from its volume to this machine
+    Pull(PullArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// The backup's file name, as `backup list` shows it
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    /// Where to write it [default: NAME in the current directory]
+    #[arg(short = 'f', long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
+    /// Replace the file if it exists
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -258,6 +336,53 @@ pub struct UninstallArgs {
 
     /// How long each object may take to disappear, e.g. 90s, 5m
     #[arg(long, default_value = "2m", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    /// The app image to move to: `latest`, a tag of the profile's image, or an image reference
+    /// [default: the profile's app.image]
+    #[arg(long, value_name = "IMAGE")]
+    pub to: Option<String>,
+
+    /// Show the target, the preflight and what would change, without touching anything
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// How long each wave may take to become healthy before the upgrade counts as failed
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+
+    /// Where the backup taken first goes [default: the backups directory, see `backup list`]
+    #[arg(long, value_name = "FILE", conflicts_with = "no_backup")]
+    pub backup_file: Option<PathBuf>,
+
+    /// Upgrade without taking a backup first
+    #[arg(long)]
+    pub no_backup: bool,
+
+    /// Where a failed upgrade writes its diagnostics file
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    pub diagnostics_dir: PathBuf,
+
+    /// Go on although this preflight check fails (repeatable), as for install
+    #[arg(long, value_name = "CHECK")]
+    pub ignore_preflight: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The revision to go back to (`paperclipctl history` lists them)
+    #[arg(value_name = "REVISION")]
+    pub revision: Option<u32>,
+
+    /// Show the revision it would go back to and what would change, without touching anything
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// How long each wave may take to become healthy, e.g. 90s, 5m
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: std::time::Duration,
 }
 

@@ -33,6 +33,20 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The summary of a deploy recorded as `revision`.
+    pub(crate) fn deployed(
+        changes: Vec<(String, Change)>,
+        revision: u32,
+        (onboarding, health): (onboarding::Outcome, Health),
+    ) -> Summary {
+        Summary {
+            changes,
+            revision: Some(revision),
+            onboarding: Some(onboarding),
+            health,
+        }
+    }
+
     pub fn up_to_date(&self) -> bool {
         self.revision.is_none()
     }
@@ -46,67 +60,82 @@ pub async fn run(
     timeout: Duration,
     progress: &(dyn Fn(Event<'_>) + Sync),
 ) -> Result<Summary> {
-    let namespace = release.namespace.as_str();
     let values = values(client, profile, release).await?;
     if up_to_date(client, profile, release, &values).await? {
-        let changes = release
+        return unchanged(client, release).await;
+    }
+    let (lock, namespace) = take_lock(client, release, &values).await?;
+    let mut changes = vec![namespace];
+    let deployed = deploy(client, release, &values, timeout, progress, &mut changes).await;
+    let revision = record(client, profile, release, "install", &deployed).await;
+    lock.release().await;
+    Ok(Summary::deployed(changes, revision?, deployed?))
+}
+
+/// The summary of a run that found the release up to date and wrote nothing.
+pub(crate) async fn unchanged(client: &kube::Client, release: &Release) -> Result<Summary> {
+    Ok(Summary {
+        changes: release
             .objects()
             .map(|o| (o.id(), Change::Unchanged))
-            .collect();
-        return Ok(Summary {
-            changes,
-            revision: None,
-            onboarding: None,
-            // Nothing is written, but the app may have lost its database since the last run.
-            health: health::check(client, namespace).await?,
-        });
-    }
-    // The lock lives in the release's namespace, so that comes first (rendering puts it first).
+            .collect(),
+        revision: None,
+        onboarding: None,
+        // Nothing is written, but the app may have lost its database since the last run.
+        health: health::check(client, &release.namespace).await?,
+    })
+}
+
+/// Applies the release's namespace (the lock lives in it; rendering puts it first) and takes
+/// the lock; returns it with what applying the namespace did.
+pub(crate) async fn take_lock(
+    client: &kube::Client,
+    release: &Release,
+    values: &[Value],
+) -> Result<(Lock, (String, Change))> {
     let first = release.objects().next().expect("a release has objects");
     debug_assert!(matches!(first, Object::Namespace(_)));
-    let mut changes = vec![(
-        first.id(),
-        apply::apply(client, first, &values[0], false).await?,
-    )];
-    let lock = Lock::acquire(client, namespace).await?;
-    let outcome = apply_waves(client, release, &values, timeout, progress, &mut changes).await;
-    let onboarding = match outcome {
-        Ok(()) => {
-            progress(Event::Step("onboarding"));
-            onboarding::run(client, namespace).await.map(Some)
-        }
-        Err(e) => Err(e),
-    };
+    let change = apply::apply(client, first, &values[0], false).await?;
+    let lock = Lock::acquire(client, &release.namespace).await?;
+    Ok((lock, (first.id(), change)))
+}
+
+/// Applies the waves in order (each waited for), onboards the instance when it is not yet, and
+/// reads `/api/health`. `changes` collects what each apply did, also when a later step fails.
+pub(crate) async fn deploy(
+    client: &kube::Client,
+    release: &Release,
+    values: &[Value],
+    timeout: Duration,
+    progress: &(dyn Fn(Event<'_>) + Sync),
+    changes: &mut Vec<(String, Change)>,
+) -> Result<(onboarding::Outcome, Health)> {
+    let namespace = release.namespace.as_str();
+    apply_waves(client, release, values, timeout, progress, changes).await?;
+    progress(Event::Step("onboarding"));
+    let onboarded = onboarding::run(client, namespace).await?;
     // An app that cannot reach its database makes the revision a failed one, so the next run
     // does the whole install again instead of calling it up to date.
-    let checked = match onboarding {
-        Ok(outcome) => {
-            progress(Event::Step("reading /api/health"));
-            health::check(client, namespace)
-                .await
-                .map(|health| (outcome, health))
-        }
-        Err(e) => Err(e),
-    };
-    let result = match &checked {
+    progress(Event::Step("reading /api/health"));
+    let health = health::check(client, namespace).await?;
+    Ok((onboarded, health))
+}
+
+/// Records how a deploy of `release` ended as the next revision, with the images its pods run.
+pub(crate) async fn record<T>(
+    client: &kube::Client,
+    profile: &Profile,
+    release: &Release,
+    action: &str,
+    outcome: &Result<T>,
+) -> Result<u32> {
+    let result = match outcome {
         Ok(_) => "deployed".to_string(),
         Err(e) => format!("failed: {e}"),
     };
     let images = images(client, release).await.unwrap_or_default();
-    let revision = release::store(
-        client,
-        namespace,
-        release::record(profile, release, images, result),
-    )
-    .await;
-    lock.release().await;
-    let (onboarding, health) = checked?;
-    Ok(Summary {
-        changes,
-        revision: Some(revision?),
-        onboarding,
-        health,
-    })
+    let record = release::record(profile, release, images, action, result);
+    release::store(client, &release.namespace, record).await
 }
 
 async fn apply_waves(
@@ -142,7 +171,7 @@ async fn apply_waves(
 
 /// Nothing to do: the last revision installed this very profile and every object is unchanged.
 /// Decided with reads and dry runs only, so a no-op install writes nothing, not even the lock.
-async fn up_to_date(
+pub(crate) async fn up_to_date(
     client: &kube::Client,
     profile: &Profile,
     release: &Release,
@@ -156,9 +185,9 @@ async fn up_to_date(
         return Ok(false);
     }
     let history = release::history(client, namespace).await?;
-    let same = history.last().is_some_and(|r| {
-        r.result == "deployed" && r.profile_digest == release::profile_digest(profile)
-    });
+    let same = history
+        .last()
+        .is_some_and(|r| r.deployed() && r.profile_digest == release::profile_digest(profile));
     if !same {
         return Ok(false);
     }
@@ -170,9 +199,29 @@ async fn up_to_date(
     Ok(true)
 }
 
+/// What applying each object would do, found with server-side dry runs: nothing is written.
+pub(crate) async fn changes(
+    client: &kube::Client,
+    release: &Release,
+    values: &[Value],
+) -> Result<Vec<(String, Change)>> {
+    let mut changes = Vec::new();
+    for (object, value) in release.objects().zip(values) {
+        changes.push((
+            object.id(),
+            apply::apply(client, object, value, true).await?,
+        ));
+    }
+    Ok(changes)
+}
+
 /// Each object as it is applied: the rendered object plus, for Secrets paperclipctl fills, their
 /// values — looked up from the live Secret when present, never regenerated.
-async fn values(client: &kube::Client, profile: &Profile, release: &Release) -> Result<Vec<Value>> {
+pub(crate) async fn values(
+    client: &kube::Client,
+    profile: &Profile,
+    release: &Release,
+) -> Result<Vec<Value>> {
     let mut values = Vec::new();
     for object in release.objects() {
         let mut value = serde_json::to_value(object)?;

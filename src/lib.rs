@@ -8,6 +8,7 @@ pub mod backup;
 pub mod cli;
 pub mod cluster;
 pub mod commands;
+pub mod diagnostics;
 pub mod error;
 pub mod health;
 pub mod image;
@@ -18,11 +19,13 @@ pub mod preflight;
 pub mod profile;
 pub mod release;
 pub mod render;
+pub mod rollback;
 pub mod secrets;
 pub mod ssh;
 pub mod status;
 pub mod ui;
 pub mod uninstall;
+pub mod upgrade;
 
 pub use error::{Error, Result};
 

@@ -20,7 +20,7 @@ const REVISION_LABEL: &str = "paperclipctl.io/revision";
 const STATUS_LABEL: &str = "paperclipctl.io/status";
 const SECRET_TYPE: &str = "paperclipctl.io/release.v1";
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Record {
     pub revision: u32,
@@ -34,6 +34,24 @@ pub struct Record {
     pub time: String,
     /// `deployed` or `failed: <reason>`.
     pub result: String,
+    /// What made the revision: `install`, `upgrade` or `rollback to N`.
+    #[serde(default = "install_action")]
+    pub action: String,
+    /// The resolved profile the revision applied, so a rollback renders the very same objects.
+    /// A profile holds no secret values (those live in Infisical); absent in records written
+    /// before profiles were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied: Option<Profile>,
+}
+
+fn install_action() -> String {
+    "install".to_string()
+}
+
+impl Record {
+    pub fn deployed(&self) -> bool {
+        self.result == "deployed"
+    }
 }
 
 pub fn profile_digest(profile: &Profile) -> String {
@@ -50,6 +68,7 @@ pub fn record(
     profile: &Profile,
     release: &Release,
     images: BTreeMap<String, String>,
+    action: &str,
     result: String,
 ) -> Record {
     Record {
@@ -60,6 +79,8 @@ pub fn record(
         images,
         time: k8s_openapi::jiff::Timestamp::now().to_string(),
         result,
+        action: action.to_string(),
+        applied: Some(profile.clone()),
     }
 }
 
@@ -88,7 +109,7 @@ pub async fn store(client: &kube::Client, namespace: &str, mut record: Record) -
         .last()
         .map_or(1, |r| r.revision + 1);
     record.revision = revision;
-    let status = if record.result == "deployed" {
+    let status = if record.deployed() {
         "deployed"
     } else {
         "failed"
@@ -124,4 +145,34 @@ pub async fn store(client: &kube::Client, namespace: &str, mut record: Record) -
         .await
         .map_err(|e| api_error(e, "create", "secrets", Some(namespace)))?;
     Ok(revision)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_keeps_the_profile_it_applied() {
+        let loaded = crate::profile::load("frank", &[]).unwrap();
+        let release = crate::render::render(&loaded.profile);
+        let record = record(
+            &loaded.profile,
+            &release,
+            BTreeMap::new(),
+            "install",
+            "deployed".into(),
+        );
+        let stored: Record = serde_json::from_slice(&serde_json::to_vec(&record).unwrap()).unwrap();
+        let applied = stored.applied.expect("the profile is kept");
+        assert_eq!(profile_digest(&applied), record.profile_digest);
+    }
+
+    #[test]
+    fn records_written_before_profiles_were_kept_still_read() {
+        let old = r#"{"revision":1,"profile":"frank","profileDigest":"sha256:00","inventory":[],
+            "images":{},"time":"2026-01-02T03:04:05Z","result":"deployed"}"#;
+        let record: Record = serde_json::from_str(old).unwrap();
+        assert_eq!(record.action, "install");
+        assert!(record.applied.is_none());
+    }
 }

@@ -7,6 +7,9 @@
 
 pub mod archive;
 mod exec;
+mod list;
+mod local;
+mod volume;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,6 +28,9 @@ use crate::render::{Object, Wave};
 use crate::ui::Ui;
 use archive::{CONFIG, DUMP, MASTER_KEY, Manifest};
 use exec::{Container, Input};
+pub use list::{LocalArchive, file_name, local_archives};
+pub use local::{local_dir, new_archive_path};
+pub use volume::{VolumeBackup, check_name, pull, volume_backups};
 
 /// The database container of the StatefulSet's only pod.
 const DB_POD: &str = "paperclip-db-postgresql-0";
@@ -74,7 +80,8 @@ pub struct Written {
     pub bytes: u64,
 }
 
-/// Writes a backup of the release in `namespace` to `path`.
+/// Writes a backup of the release in `namespace` to `path` (created owner-only); see
+/// [`new_archive_path`] for a path in the local backups directory.
 pub async fn backup(
     client: &kube::Client,
     namespace: &str,
@@ -155,12 +162,12 @@ pub fn steps(manifest: &Manifest, namespace: &str) -> Vec<String> {
             manifest.parts.get(DUMP).map_or(0, |p| p.size)
         ),
         format!(
-            "scale Deployment/{} back up and wait until it is available",
-            meta::APP_NAME
-        ),
-        format!(
             "check that the {} table(s) have the recorded row counts",
             manifest.tables.len()
+        ),
+        format!(
+            "scale Deployment/{} back up and wait until it is available",
+            meta::APP_NAME
         ),
     ]
 }
@@ -229,6 +236,12 @@ pub async fn restore(
         )
         .await;
     bar.finish_and_clear();
+    // Counted while the app is still stopped: what the restore loaded, not what the app writes
+    // once it is back.
+    let counted = match &loaded {
+        Ok(()) => Some(counts(&db).await),
+        Err(_) => None,
+    };
     // The app comes back whatever the load did: a failed load rolled back, leaving the old data.
     scale(&deployments, namespace, replicas).await?;
     loaded?;
@@ -243,7 +256,7 @@ pub async fn restore(
     wait::wave(client, namespace, &gate, wait::DEFAULT_TIMEOUT, &|_| {}).await?;
     ui.note(&format!("✓ Deployment/{} available", meta::APP_NAME));
 
-    let tables = counts(&db).await?;
+    let tables = counted.expect("counted after a successful load")?;
     if tables != manifest.tables {
         let differ: Vec<String> = manifest
             .tables
@@ -256,7 +269,7 @@ pub async fn restore(
                 "the restored tables differ from the backup: {}",
                 differ.join("; ")
             ),
-            "the app may have changed data as it started; compare with `psql` in the database pod",
+            "the dump did not load as it was taken; compare with `psql` in the database pod",
         ));
     }
     Ok(())

@@ -154,13 +154,33 @@ fn workload_problems<'a>(
     let pods = watcher(pods, watcher::Config::default().labels(&selector(object)))
         .default_backoff()
         .applied_objects()
-        .filter_map(move |pod| async move { pod_problem(&pod.ok()?, object) });
+        .filter_map(move |pod| async move {
+            let pod = pod.ok()?;
+            runs_template(&pod, object).then(|| pod_problem(&pod, object))?
+        });
     let events = Api::<Event>::namespaced(client.clone(), namespace);
     let events = watcher(events, watcher::Config::default().fields("type=Warning"))
         .default_backoff()
         .applied_objects()
         .filter_map(move |event| async move { attach_problem(&event.ok()?, object) });
     futures_util::stream::select(pods, events).boxed()
+}
+
+/// Whether `pod` runs what was just applied: not on its way out, and with the images of the
+/// object's pod template. A rollout replaces the pods of the revision before (a crash-looping
+/// one included, when going back from a failed upgrade); their problems are not this wait's.
+fn runs_template(pod: &Pod, object: &Object) -> bool {
+    let Some(template) = object.pod_spec() else {
+        return true;
+    };
+    let running = pod.spec.as_ref().map(|s| &s.containers);
+    pod.metadata.deletion_timestamp.is_none()
+        && template.containers.iter().all(|want| {
+            running
+                .into_iter()
+                .flatten()
+                .any(|c| c.name == want.name && c.image == want.image)
+        })
 }
 
 fn attach_problem(event: &Event, object: &Object) -> Option<Error> {

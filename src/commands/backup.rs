@@ -1,19 +1,28 @@
-//! `paperclipctl backup`: the database with the instance's master key and config, in one archive.
+//! `paperclipctl backup`: the database with the instance's master key and config, in one archive;
+//! `backup list` and `backup pull` for the archives kept here and the app's own backups.
 
 use std::path::PathBuf;
 
-use crate::backup;
-use crate::cli::{BackupArgs, Global};
+use crate::backup::{self, LocalArchive, VolumeBackup};
+use crate::cli::{BackupArgs, BackupCommand, Global, Output, PullArgs};
 use crate::cluster;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ui::Ui;
 
 pub fn run(global: &Global, args: &BackupArgs, ui: &Ui) -> Result<()> {
+    match &args.command {
+        None => create(global, args, ui),
+        Some(BackupCommand::List) => list(global, ui),
+        Some(BackupCommand::Pull(pull)) => pull_one(global, pull, ui),
+    }
+}
+
+fn create(global: &Global, args: &BackupArgs, ui: &Ui) -> Result<()> {
     let namespace = super::namespace(global)?;
-    let path = args.file.clone().unwrap_or_else(|| {
-        let now = k8s_openapi::jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S");
-        PathBuf::from(format!("paperclip-backup-{namespace}-{now}.tar.gz"))
-    });
+    let path = match &args.file {
+        Some(file) => file.clone(),
+        None => backup::new_archive_path(&namespace, None)?,
+    };
     super::block_on(async {
         let cluster =
             cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref()).await?;
@@ -33,4 +42,185 @@ pub fn run(global: &Global, args: &BackupArgs, ui: &Ui) -> Result<()> {
         ))?;
         Ok(())
     })
+}
+
+fn list(global: &Global, ui: &Ui) -> Result<()> {
+    let namespace = super::namespace(global)?;
+    let dir = backup::local_dir()?;
+    let local = backup::local_archives(&namespace)?;
+    let volume = super::block_on(async {
+        let cluster =
+            cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref()).await?;
+        backup::volume_backups(&cluster.client, &namespace).await
+    })?;
+    let text = match ui.output {
+        Output::Json => {
+            serde_json::to_string_pretty(&serde_json::json!({
+                "namespace": namespace,
+                "directory": dir,
+                "local": local,
+                "volume": volume,
+            }))? + "\n"
+        }
+        Output::Text | Output::Yaml => {
+            let mut text = format!(
+                "{}\n",
+                ui.heading(&format!("Archives of {namespace} in {}:", dir.display()))
+            );
+            text.push_str(&local_table(&local));
+            text.push_str(&format!(
+                "\n{}\n",
+                ui.heading("Paperclip's own backups on the app's volume (data/backups):")
+            ));
+            text.push_str(&match &volume {
+                Some(backups) => volume_table(backups),
+                None => format!("  no app pod is running in {namespace} to read them from\n"),
+            });
+            text
+        }
+    };
+    ui.print(&text)?;
+    Ok(())
+}
+
+fn pull_one(global: &Global, args: &PullArgs, ui: &Ui) -> Result<()> {
+    // A bad name is refused before anything is contacted.
+    backup::check_name(&args.name)?;
+    let namespace = super::namespace(global)?;
+    let destination = args
+        .file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&args.name));
+    super::block_on(async {
+        let cluster =
+            cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref()).await?;
+        let bytes = backup::pull(
+            &cluster.client,
+            &namespace,
+            &args.name,
+            &destination,
+            args.force,
+            ui,
+        )
+        .await?;
+        ui.print(&format!(
+            "Copied {} ({bytes} bytes) from the app's volume to {}.\n",
+            args.name,
+            destination.display()
+        ))?;
+        Ok::<_, Error>(())
+    })
+}
+
+/// One line per archive: when it was taken, from which revision, how big, how many tables.
+fn local_table(archives: &[LocalArchive]) -> String {
+    if archives.is_empty() {
+        return "  none\n".to_string();
+    }
+    let mut out = format!(
+        "  {:<20} {:<9} {:>10} {:>7}  {}\n",
+        "CREATED", "REVISION", "SIZE", "TABLES", "FILE"
+    );
+    for a in archives {
+        let name = backup::file_name(&a.path);
+        let line = match (&a.manifest, &a.unreadable) {
+            (Some(m), _) => format!(
+                "  {:<20} {:<9} {:>10} {:>7}  {name}\n",
+                short_time(&m.created),
+                m.revision.map_or("-".to_string(), |r| r.to_string()),
+                human(a.bytes),
+                m.tables.len(),
+            ),
+            (None, why) => format!(
+                "  {:<20} {:<9} {:>10} {:>7}  {name} (unreadable: {})\n",
+                short_time(&a.modified),
+                "-",
+                human(a.bytes),
+                "-",
+                why.as_deref().unwrap_or_default()
+            ),
+        };
+        out.push_str(&line);
+    }
+    out
+}
+
+fn volume_table(backups: &[VolumeBackup]) -> String {
+    if backups.is_empty() {
+        return "  none\n".to_string();
+    }
+    let mut out = format!("  {:<20} {:>10}  {}\n", "MODIFIED", "SIZE", "NAME");
+    for b in backups {
+        out.push_str(&format!(
+            "  {:<20} {:>10}  {}\n",
+            short_time(&b.modified),
+            human(b.bytes),
+            b.name
+        ));
+    }
+    out
+}
+
+/// An RFC 3339 time to the second, as `2026-01-02 03:04:05Z`.
+fn short_time(time: &str) -> String {
+    match time.parse::<k8s_openapi::jiff::Timestamp>() {
+        Ok(t) => t.strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
+        Err(_) => time.to_string(),
+    }
+}
+
+/// Bytes as people read sizes.
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archives_unreadable_ones_included_read_as_a_table() {
+        let manifest = backup::archive::Manifest {
+            created: "2026-01-02T03:04:05.123Z".into(),
+            ..backup::archive::Manifest::new("ns", Some(4), Default::default())
+        };
+        let archives = [
+            LocalArchive {
+                path: "/b/paperclip-backup-ns-20260102-030405.tar.zst".into(),
+                bytes: 3 * 1024 * 1024,
+                modified: "2026-01-02T03:04:06Z".into(),
+                manifest: Some(manifest),
+                unreadable: None,
+            },
+            LocalArchive {
+                path: "/b/notes.txt".into(),
+                bytes: 12,
+                modified: "2026-01-01T00:00:00Z".into(),
+                manifest: None,
+                unreadable: Some("it is neither zstd nor gzip compressed".into()),
+            },
+        ];
+        let text = local_table(&archives);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].starts_with("  2026-01-02 03:04:05Z 4 "), "{text}");
+        assert!(
+            lines[1].contains(" 3.0 MiB       0  paperclip-backup-ns-"),
+            "{text}"
+        );
+        assert!(
+            lines[2].ends_with("notes.txt (unreadable: it is neither zstd nor gzip compressed)")
+        );
+        assert_eq!(human(512), "512 B");
+    }
 }

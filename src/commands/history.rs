@@ -30,19 +30,20 @@ pub fn run(global: &Global, ui: &Ui) -> Result<()> {
     })
 }
 
-/// One line per revision: what, when, from which profile, and how it ended.
+/// One line per revision: when, from which profile, what made it, and how it ended.
 fn table(records: &[Record]) -> String {
     let mut out = format!(
-        "{:<9} {:<31} {:<16} {:<14} {}\n",
-        "REVISION", "TIME", "PROFILE", "DIGEST", "RESULT"
+        "{:<9} {:<31} {:<16} {:<14} {:<14} {}\n",
+        "REVISION", "TIME", "PROFILE", "DIGEST", "ACTION", "RESULT"
     );
     for r in records {
         out.push_str(&format!(
-            "{:<9} {:<31} {:<16} {:<14} {}\n",
+            "{:<9} {:<31} {:<16} {:<14} {:<14} {}\n",
             r.revision,
             r.time,
             r.profile,
             short_digest(&r.profile_digest),
+            r.action,
             r.result
         ));
     }
@@ -69,12 +70,14 @@ mod tests {
             images: Default::default(),
             time: "2026-01-02T03:04:05Z".into(),
             result: "deployed".into(),
+            action: "rollback to 1".into(),
+            applied: None,
         };
         let text = table(&[record]);
         let line = text.lines().nth(1).unwrap();
         assert!(line.starts_with("2 "), "{text}");
         assert!(line.contains(" abababababab "), "{text}");
-        assert!(line.ends_with("deployed"), "{text}");
+        assert!(line.ends_with(" rollback to 1  deployed"), "{text}");
         assert_eq!(short_digest("sha256:abc"), "abc");
     }
 }

@@ -38,19 +38,7 @@ pub fn run(global: &Global, args: &InstallArgs, ui: &Ui) -> Result<()> {
         (super::load_profile(global)?, global.context.clone())
     };
     let release = render::render(&loaded.profile);
-    let errors: Vec<_> = release
-        .findings
-        .iter()
-        .filter(|f| f.severity == Severity::Error)
-        .collect();
-    for finding in &release.findings {
-        ui.note(&show::finding_line(ui, finding));
-    }
-    if !errors.is_empty() {
-        return Err(Error::Lint {
-            count: errors.len(),
-        });
-    }
+    lint(&release, ui)?;
     let interactive = ui.interactive() && !global.yes;
     let progress = Progress::new(ui);
     super::block_on(async {
@@ -58,12 +46,7 @@ pub fn run(global: &Global, args: &InstallArgs, ui: &Ui) -> Result<()> {
         progress.event(Event::Note(&format!("connected to {}", cluster.server)));
         // A run in progress must be refused before this one writes anything, Infisical included.
         Lock::check_free(&cluster.client, &release.namespace).await?;
-        let auth = image::RegistryAuth::from_docker_config().map_err(|e| {
-            Error::usage(
-                e.to_string(),
-                "fix or move the Docker config file (DOCKER_CONFIG), or log in again",
-            )
-        })?;
+        let auth = registry_auth()?;
         // From here on the release is the one install applies: the sidecar pinned to a digest.
         let loaded = pin_shell(&cluster.client, &loaded, &auth, &progress).await?;
         let release = render::render(&loaded.profile);
@@ -95,10 +78,36 @@ pub fn run(global: &Global, args: &InstallArgs, ui: &Ui) -> Result<()> {
     })
 }
 
+/// Registry credentials from the Docker config, for preflight and digest pinning.
+pub(super) fn registry_auth() -> Result<image::RegistryAuth> {
+    image::RegistryAuth::from_docker_config().map_err(|e| {
+        Error::usage(
+            e.to_string(),
+            "fix or move the Docker config file (DOCKER_CONFIG), or log in again",
+        )
+    })
+}
+
+/// Prints what the lints found and stops when one of them is an error.
+pub(super) fn lint(release: &Release, ui: &Ui) -> Result<()> {
+    for finding in &release.findings {
+        ui.note(&show::finding_line(ui, finding));
+    }
+    let errors = release
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
+    if errors > 0 {
+        return Err(Error::Lint { count: errors });
+    }
+    Ok(())
+}
+
 /// Runs every preflight check and stops, before anything is written, when one fails that the
 /// user did not choose to ignore. The table goes to stderr; with `--output json` a failed
 /// preflight prints its report as the command's JSON document.
-async fn preflight(
+pub(super) async fn preflight(
     client: &kube::Client,
     profile: &Profile,
     release: &Release,
@@ -142,7 +151,7 @@ async fn preflight(
 
 /// The profile with its shell sidecar pinned to the digest the registry serves now (see
 /// [`image::pin_shell_image`]); unchanged without a sidecar.
-async fn pin_shell(
+pub(super) async fn pin_shell(
     client: &kube::Client,
     loaded: &Loaded,
     auth: &image::RegistryAuth,
@@ -230,7 +239,18 @@ fn summary_json(summary: &Summary, preflight: &preflight::Report) -> serde_json:
         Some(Outcome::AlreadyDone) => json!({"state": "already-onboarded"}),
         None => json!(null),
     };
-    let health = match &summary.health {
+    json!({
+        "upToDate": summary.up_to_date(),
+        "revision": summary.revision,
+        "changes": summary.changes.iter().map(|(id, c)| json!({"object": id, "change": c.as_str()})).collect::<Vec<_>>(),
+        "onboarding": onboarding,
+        "health": health_json(&summary.health),
+        "preflight": preflight,
+    })
+}
+
+pub(super) fn health_json(health: &Health) -> serde_json::Value {
+    match health {
         Health::Ok {
             version,
             bootstrap,
@@ -238,15 +258,7 @@ fn summary_json(summary: &Summary, preflight: &preflight::Report) -> serde_json:
         } => json!({"status": "ok", "version": version, "bootstrapStatus": bootstrap,
                     "bootstrapInviteActive": invite_active}),
         Health::Unknown(problem) => json!({"status": "unknown", "problem": problem}),
-    };
-    json!({
-        "upToDate": summary.up_to_date(),
-        "revision": summary.revision,
-        "changes": summary.changes.iter().map(|(id, c)| json!({"object": id, "change": c.as_str()})).collect::<Vec<_>>(),
-        "onboarding": onboarding,
-        "health": health,
-        "preflight": preflight,
-    })
+    }
 }
 
 /// The closing words: what happened, where to go, how to get a shell, what to run next.
@@ -311,7 +323,7 @@ fn done(profile: &Profile, namespace: &str, summary: &Summary) -> String {
 
 /// `Health: ok, bootstrap: <status>`, and how to get an admin invite when the instance still waits
 /// for its first admin and this run printed none.
-fn health_lines(namespace: &str, summary: &Summary) -> String {
+pub(super) fn health_lines(namespace: &str, summary: &Summary) -> String {
     match &summary.health {
         Health::Ok {
             bootstrap,

@@ -8,9 +8,11 @@ mod install;
 mod plan;
 mod profile;
 mod restore;
+mod rollback;
 mod ssh;
 mod status;
 mod uninstall;
+mod upgrade;
 
 use crate::cli::{Cli, Command, Global};
 use crate::error::{Error, Result};
@@ -28,6 +30,8 @@ pub fn run(cli: &Cli, ui: &Ui) -> Result<()> {
         Command::Image(args) => image::run(&cli.global, args, ui),
         Command::Status => status::run(&cli.global, ui),
         Command::History => history::run(&cli.global, ui),
+        Command::Upgrade(args) => upgrade::run(&cli.global, args, ui),
+        Command::Rollback(args) => rollback::run(&cli.global, args, ui),
         Command::Uninstall(args) => uninstall::run(&cli.global, args, ui),
         Command::Ssh(args) => ssh::run(&cli.global, args, ui),
         Command::Backup(args) => backup::run(&cli.global, args, ui),

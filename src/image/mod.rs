@@ -21,7 +21,7 @@ pub use context::Context;
 pub use platform::{Platform, placement_platforms};
 pub use push::{Pushed, Registry, push};
 pub use registry::{Credentials, DockerConfigError, RegistryAuth};
-pub use resolve::{Pinned, pin_shell_image};
+pub use resolve::{Pinned, pin, pin_shell_image};
 
 use miette::Diagnostic;
 

@@ -115,12 +115,41 @@ pub async fn pin_shell_image(
             });
         }
     };
-    let pinned = format!("{tagged}@{digest}");
+    pinned(&tagged, digest)
+}
+
+/// Pins any image to the digest its registry serves now (`repository:tag@sha256:…`); a reference
+/// that names a digest already is kept. `field` is the profile field the image comes from, for
+/// the error. Run after preflight, which explains a missing tag or platform better.
+pub async fn pin(image: &ImageRef, auth: &RegistryAuth, field: &str) -> Result<Pinned, ImageError> {
+    if let Some(digest) = image.digest() {
+        return Ok(Pinned {
+            reference: image.clone(),
+            digest,
+        });
+    }
+    let reference = image.reference();
+    let host = reference.resolve_registry();
+    let digest = registry::client([host], false)
+        .fetch_manifest_digest(&reference, &auth.oci(host))
+        .await
+        .map_err(|e| ImageError::Pin {
+            reference: image.to_string(),
+            message: e.to_string(),
+            help: format!("check that {} serves {field} {image}", reference.registry()),
+        })?;
+    pinned(image.as_str(), digest)
+}
+
+/// `tagged@digest` as the pinned reference.
+fn pinned(tagged: &str, digest: String) -> Result<Pinned, ImageError> {
     Ok(Pinned {
-        reference: pinned.parse().map_err(|e| ImageError::Input {
-            message: format!("the registry answered digest {digest:?} for {tagged}: {e}"),
-            help: None,
-        })?,
+        reference: format!("{tagged}@{digest}")
+            .parse()
+            .map_err(|e| ImageError::Input {
+                message: format!("the registry answered digest {digest:?} for {tagged}: {e}"),
+                help: None,
+            })?,
         digest,
     })
 }

@@ -1,38 +1,209 @@
 //! `paperclipctl backup` and `restore` against a real harness install: a table with rows in
 //! PostgreSQL and a master key on the app's volume go into an archive, are wiped, and come back
-//! byte for byte; a tampered archive is refused without touching anything.
+//! byte for byte; a tampered archive is refused without touching anything. `backup` without a
+//! file writes to the local backups directory, `backup list` shows those archives and the app's
+//! own backups on its volume, and `backup pull` copies one of the latter here.
 //!
 //! The harness's PostgreSQL is shared by every test, and a restore empties the database it
 //! targets, so this test points its release's database pod at a database of its own.
 
-use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, AttachParams, DynamicObject, PostParams};
+use kube::api::{Api, AttachParams, DynamicObject, ListParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::json;
 use tokio::io::AsyncReadExt;
 
 use crate::harness::Harness;
-use crate::install::{LLM_KEY, install, setup, text};
+use crate::install::{LLM_KEY, MASTER_KEY, install, installed_with_instance, setup, text};
 
 const DB_POD: &str = "paperclip-db-postgresql-0";
-const MASTER_KEY: &[u8] = b"master-key-bytes-0123456789abcdef\n";
 
 async fn run(namespace: &str, args: &[&str]) -> Output {
+    command(namespace, args).output().await.unwrap()
+}
+
+/// Runs paperclipctl with `dir` as the local backups directory.
+async fn run_in(dir: &Path, namespace: &str, args: &[&str]) -> Output {
+    command(namespace, args)
+        .env("PAPERCLIPCTL_BACKUP_DIR", dir)
+        .output()
+        .await
+        .unwrap()
+}
+
+fn command(namespace: &str, args: &[&str]) -> tokio::process::Command {
     let h = Harness::shared();
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_paperclipctl"))
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_paperclipctl"));
+    command
         .args(args)
         .args(["--namespace", namespace, "--profile", "frank"])
         .env("KUBECONFIG", h.var("KUBECONFIG"))
         .env("NO_COLOR", "1")
-        .env("CI", "true")
-        .output()
-        .await
+        .env("CI", "true");
+    command
+}
+
+#[tokio::test]
+async fn backup_without_a_file_writes_to_the_backups_directory_and_list_shows_it() {
+    let release = installed_with_instance("backup-list").await;
+    let ns = release.setup.namespace.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let backups = dir.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
+    std::fs::write(backups.join("notes.txt"), b"not an archive").unwrap();
+
+    let backed_up = run_in(&backups, ns, &["backup"]).await;
+    let stdout = text(&backed_up.stdout);
+    assert!(
+        backed_up.status.success(),
+        "{stdout}{}",
+        text(&backed_up.stderr)
+    );
+    let names: Vec<String> = std::fs::read_dir(&backups)
         .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with(&format!("paperclip-backup-{ns}-")))
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    let name = &names[0];
+    assert!(name.ends_with(".tar.zst"), "{name}");
+    assert!(stdout.contains(name.as_str()), "{stdout}");
+    let mode = std::fs::metadata(backups.join(name))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the archive holds the master key");
+
+    let listed = run_in(&backups, ns, &["backup", "list"]).await;
+    let stdout = text(&listed.stdout);
+    assert!(listed.status.success(), "{stdout}{}", text(&listed.stderr));
+    let line = stdout
+        .lines()
+        .find(|l| l.ends_with(name.as_str()))
+        .unwrap_or_else(|| panic!("the archive is listed: {stdout}"));
+    let columns: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(columns[2], "1", "revision 1 in {line}");
+    assert!(
+        stdout.contains("notes.txt (unreadable: it is neither zstd nor gzip compressed)"),
+        "{stdout}"
+    );
+
+    let json = run_in(&backups, ns, &["backup", "list", "-o", "json"]).await;
+    assert!(json.status.success(), "{}", text(&json.stderr));
+    let document: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(document["namespace"], ns);
+    let local = document["local"].as_array().unwrap();
+    assert_eq!(local.len(), 2, "{document:#}");
+    assert!(local[0]["path"].as_str().unwrap().ends_with(name.as_str()));
+    assert_eq!(local[0]["manifest"]["revision"], 1);
+    assert_eq!(local[0]["manifest"]["namespace"], ns);
+    assert!(local[0]["bytes"].as_u64().unwrap() > 0);
+    assert!(local[1]["unreadable"].is_string(), "{document:#}");
+    assert_eq!(document["volume"], json!([]), "{document:#}");
+
+    // Without a running app pod the volume cannot be read; the local archives still are.
+    let scaled = Harness::shared()
+        .kubectl()
+        .args(["scale", "-n", ns, "deployment/paperclip", "--replicas=0"])
+        .output()
+        .unwrap();
+    assert!(scaled.status.success(), "{}", text(&scaled.stderr));
+    let pods = Api::<Pod>::namespaced(Harness::shared().client().await, ns);
+    let selector = ListParams::default().labels("app.kubernetes.io/component=app");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !pods.list(&selector).await.unwrap().items.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the app pods never went"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let listed = run_in(&backups, ns, &["backup", "list"]).await;
+    let stdout = text(&listed.stdout);
+    assert!(listed.status.success(), "{stdout}{}", text(&listed.stderr));
+    assert!(stdout.contains(name.as_str()), "{stdout}");
+    assert!(stdout.contains("no app pod is running in"), "{stdout}");
+    let json = run_in(&backups, ns, &["backup", "list", "-o", "json"]).await;
+    let document: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(document["volume"], serde_json::Value::Null, "{document:#}");
+    assert_eq!(document["local"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn the_apps_own_backups_are_listed_and_pulled_byte_for_byte() {
+    let release = installed_with_instance("backup-pull").await;
+    let ns = release.setup.namespace.as_str();
+    let volume = release
+        .home
+        .path()
+        .join("paperclip/instances/default/data/backups");
+    std::fs::create_dir_all(&volume).unwrap();
+    // Several exec chunks' worth of bytes that do not repeat.
+    let body: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let name = "paperclip-20260101-000000.sql.gz";
+    std::fs::write(volume.join(name), &body).unwrap();
+    std::fs::write(volume.join("paperclip-20251231-000000.sql.gz"), b"older").unwrap();
+    let here = tempfile::tempdir().unwrap();
+
+    let listed = run_in(here.path(), ns, &["backup", "list", "-o", "json"]).await;
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    let document: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let entry = document["volume"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == name)
+        .unwrap_or_else(|| panic!("{name} is listed: {document:#}"));
+    assert_eq!(entry["bytes"], body.len() as u64);
+    let table = text(&run_in(here.path(), ns, &["backup", "list"]).await.stdout);
+    assert!(table.contains(&format!("2.9 MiB  {name}")), "{table}");
+
+    let target = here.path().join("pulled.sql.gz");
+    let target_arg = target.to_str().unwrap();
+    let pulled = run(ns, &["backup", "pull", name, "-f", target_arg]).await;
+    assert!(pulled.status.success(), "{}", text(&pulled.stderr));
+    assert!(std::fs::read(&target).unwrap() == body, "the copy differs");
+    assert!(text(&pulled.stdout).contains(&format!("({} bytes)", body.len())));
+
+    let again = run(ns, &["backup", "pull", name, "-f", target_arg]).await;
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stderr).contains("already exists"),
+        "{}",
+        text(&again.stderr)
+    );
+    std::fs::write(&target, b"stale").unwrap();
+    let forced = run(ns, &["backup", "pull", name, "-f", target_arg, "--force"]).await;
+    assert!(forced.status.success(), "{}", text(&forced.stderr));
+    assert!(std::fs::read(&target).unwrap() == body, "the copy differs");
+
+    let escaping = run(ns, &["backup", "pull", "../x"]).await;
+    let stderr = text(&escaping.stderr);
+    assert_eq!(escaping.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("NAME \"../x\""), "{stderr}");
+
+    let unknown = run(
+        ns,
+        &["backup", "pull", "nope.sql.gz", "-f", target_arg, "--force"],
+    )
+    .await;
+    let stderr = text(&unknown.stderr);
+    assert_eq!(unknown.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(name) && stderr.contains("paperclip-20251231"),
+        "{stderr}"
+    );
+    assert!(
+        std::fs::read(&target).unwrap() == body,
+        "a failed pull leaves the file alone"
+    );
 }
 
 /// Runs `sql` with psql in the release's database pod and returns its unaligned output.
@@ -108,23 +279,15 @@ async fn dedicated_database(namespace: &str, name: &str, pods: &Api<Pod>) {
     }
 }
 
-/// Flips one byte inside the archive's dump entry, keeping the gzip and tar framing valid.
+/// Flips one byte inside the archive's dump entry, keeping the zstd and tar framing valid.
 fn tamper(path: &Path) {
-    let mut raw = Vec::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
-        .read_to_end(&mut raw)
-        .unwrap();
+    let mut raw = zstd::decode_all(std::fs::File::open(path).unwrap()).unwrap();
     let at = raw
         .windows(9)
         .position(|w| w == b"backup_t ")
         .expect("the dump names the table");
     raw[at] ^= 0x01;
-    let mut gz = flate2::write::GzEncoder::new(
-        std::fs::File::create(path).unwrap(),
-        flate2::Compression::default(),
-    );
-    gz.write_all(&raw).unwrap();
-    gz.finish().unwrap();
+    std::fs::write(path, zstd::encode_all(raw.as_slice(), 3).unwrap()).unwrap();
 }
 
 #[tokio::test]
@@ -161,7 +324,7 @@ async fn backup_and_restore_bring_back_rows_and_the_master_key_and_refuse_a_tamp
         std::fs::write(instance.join("config.json"), b"{}").unwrap();
     }
 
-    let archive = home.path().join("backup.tar.gz");
+    let archive = home.path().join("backup.tar.zst");
     let archive_arg = archive.to_str().unwrap();
     let backed_up = run(ns, &["backup", "-f", archive_arg]).await;
     let stdout = text(&backed_up.stdout);

@@ -60,6 +60,16 @@ pub(crate) async fn setup(prefix: &str, store_secret: Option<&str>) -> Setup {
 /// Runs `paperclipctl install` of the frank profile against the harness and `setup`, with the
 /// Infisical identity in the environment (as an operator exports it) and `env` on top.
 pub(crate) async fn install(setup: &Setup, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    with_profile(setup, "install", extra, env).await
+}
+
+/// Runs the paperclipctl command `verb` with the frank profile set up as `install` sets it.
+pub(crate) async fn with_profile(
+    setup: &Setup,
+    verb: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
     let h = Harness::shared();
     let identity = Infisical::new().identity().clone();
     let image = crate::harness::registry::fixture_images()
@@ -84,13 +94,7 @@ pub(crate) async fn install(setup: &Setup, extra: &[&str], env: &[(&str, &str)])
     ];
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_paperclipctl"));
     command
-        .args([
-            "install",
-            "--profile",
-            "frank",
-            "--namespace",
-            &setup.namespace,
-        ])
+        .args([verb, "--profile", "frank", "--namespace", &setup.namespace])
         .args(sets.iter().flat_map(|s| ["--set", s.as_str()]))
         .args(extra)
         .env("KUBECONFIG", h.var("KUBECONFIG"))
@@ -155,6 +159,27 @@ pub(crate) async fn installed(prefix: &str) -> Installed {
         exec,
         run,
     }
+}
+
+/// The master key the day-2 fixtures put on the app's volume.
+pub(crate) const MASTER_KEY: &[u8] = b"master-key-bytes-0123456789abcdef\n";
+
+/// An installed release whose app volume holds the instance files a backup reads.
+pub(crate) async fn installed_with_instance(prefix: &str) -> Installed {
+    let release = installed(prefix).await;
+    assert!(
+        release.run.status.success(),
+        "install failed:\n{}",
+        text(&release.run.stderr)
+    );
+    let instance = release.home.path().join("paperclip/instances/default");
+    let key = instance.join("secrets/master.key");
+    std::fs::create_dir_all(key.parent().unwrap()).unwrap();
+    std::fs::write(&key, MASTER_KEY).unwrap();
+    if !instance.join("config.json").exists() {
+        std::fs::write(instance.join("config.json"), b"{}").unwrap();
+    }
+    release
 }
 
 /// resourceVersion of every object paperclipctl manages in `namespace`, plus its release records.

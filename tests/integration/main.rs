@@ -15,3 +15,4 @@ mod smoke;
 mod ssh;
 mod status;
 mod uninstall;
+mod upgrade;

@@ -217,7 +217,7 @@ cluster_stages_up() {
     harness_die "KWOK's pod-ready stage changed shape: the exec gate was not added"
   # Pods that play a kubelet failure (stages/pod-failures.yaml) must never become ready.
   sed -i "/^    matchExpressions:$/a\\
-    - key: '.spec.containers[0].image | startswith(\"harness.invalid/fail:\")'\\
+    - key: '.spec.containers[0].image | startswith(\"harness.invalid/fail:\") or contains(\"/fixtures/fail-crashloop\")'\\
       operator: 'NotIn'\\
       values: ['true']" "$dir/pod-ready.yaml"
   cp "$HARNESS_DIR/stages/pod-failures.yaml" "$dir/"
@@ -309,10 +309,14 @@ cluster_nodes_up() {
 # in the pod's namespace.
 
 cluster_debugging_up() {
-  local logs=$HARNESS_STATE/pod.log
-  # kwok serves the file as a container log, so it is in the CRI log format kubelets write.
+  local logs=$HARNESS_STATE/pod.log previous=$HARNESS_STATE/pod-previous.log
+  # kwok serves the files as container logs, so they are in the CRI log format kubelets write.
   [[ -f $logs ]] || printf '%s stdout F %s\n' "$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)" \
     "kwok: this pod runs no process; this line stands in for its log" >"$logs"
+  # `kubectl logs --previous`: what a container that exited wrote last (every pod gets it; only
+  # a container with restarts is ever asked for it).
+  [[ -f $previous ]] || printf '%s stderr F %s\n' "$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)" \
+    "Error: kwok stand-in: the previous container exited with status 1" >"$previous"
   cluster_kubectl apply --server-side --field-manager=paperclipctl-harness -f - >/dev/null <<EOF
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: ClusterExec
@@ -350,6 +354,7 @@ metadata:
 spec:
   logs:
   - logsFile: $logs
+    previousLogsFile: $previous
 EOF
 }
 

@@ -126,21 +126,22 @@ fn unquote(value: &str) -> String {
 }
 
 /// An address no other test or run uses (198.18.0.0/15 is reserved for benchmarks and never
-/// routed): Services are never cleaned up, so a fixed address would collide on a re-run.
+/// routed): Services are never cleaned up, so a fixed address would collide on a re-run. A test
+/// process hands out consecutive addresses from a start picked by its time and pid, so its own
+/// tests never share one and another run most likely starts elsewhere.
 pub fn unique_ip() -> String {
+    /// Hosts 1..=254 of the 512 /24s of 198.18.0.0/15.
+    const ADDRESSES: u32 = 2 * 256 * 254;
+    static START: OnceLock<u32> = OnceLock::new();
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let micros = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as u32;
-    let n = micros
-        .wrapping_mul(31)
-        .wrapping_add(std::process::id().rotate_left(20))
-        .wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed) << 9);
-    format!(
-        "198.{}.{}.{}",
-        18 + (n & 1),
-        (n >> 1) & 0xff,
-        1 + (n >> 9) % 254
-    )
+    let start = *START.get_or_init(|| {
+        let micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as u32;
+        micros.wrapping_mul(31) ^ std::process::id().rotate_left(20)
+    });
+    let n = start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % ADDRESSES;
+    let (network, host) = (n / 254, 1 + n % 254);
+    format!("198.{}.{}.{host}", 18 + network / 256, network % 256)
 }

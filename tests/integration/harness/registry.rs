@@ -1,5 +1,6 @@
 //! Tiny synthetic images in the harness registry, for tests that ask "does image X offer
-//! platform Y": a two-platform OCI index, two single-platform indexes and a plain manifest.
+//! platform Y": a two-platform OCI index, two single-platform indexes and a plain manifest, and
+//! a two-platform image KWOK runs as a crash-looping container.
 //!
 //! Each platform image is one config blob and one uncompressed layer holding a file named
 //! `platform`. All content is deterministic, so pushing again (also from concurrent tests) only
@@ -20,6 +21,9 @@ use super::Harness;
 
 /// The repository in the harness registry that holds the fixture images.
 pub const REPOSITORY: &str = "fixtures/platforms";
+/// The repository whose images the harness's KWOK stages run as crash-looping containers
+/// (tests/harness/stages/pod-failures.yaml).
+pub const CRASH_LOOPING: &str = "fixtures/fail-crashloop";
 
 /// References (`registry/repository:tag`) of the pushed fixture images.
 #[derive(Debug, Clone)]
@@ -32,6 +36,8 @@ pub struct PlatformImages {
     pub amd64_only: String,
     /// A single image manifest (no index) whose config says linux/amd64.
     pub single_manifest: String,
+    /// A two-platform index that exists (preflight passes) but crash-loops once running.
+    pub crash_looping: String,
 }
 
 /// An oci-client for the harness registry, which speaks plain HTTP.
@@ -45,14 +51,15 @@ pub fn client(registry: &str) -> Client {
 /// Pushes the fixture images to `registry` (the harness's `HARNESS_REGISTRY`).
 pub async fn push_platform_images(registry: &str) -> PlatformImages {
     let client = client(registry);
-    let amd64 = push_platform_manifest(&client, registry, "amd64").await;
-    let arm64 = push_platform_manifest(&client, registry, "arm64").await;
+    let amd64 = push_platform_manifest(&client, registry, REPOSITORY, "amd64").await;
+    let arm64 = push_platform_manifest(&client, registry, REPOSITORY, "arm64").await;
 
     let images = PlatformImages {
         multi_platform: format!("{registry}/{REPOSITORY}:multi"),
         arm64_only: format!("{registry}/{REPOSITORY}:arm64-only"),
         amd64_only: format!("{registry}/{REPOSITORY}:amd64-only"),
         single_manifest: format!("{registry}/{REPOSITORY}:single"),
+        crash_looping: format!("{registry}/{CRASH_LOOPING}:multi"),
     };
     push_index(&client, &images.multi_platform, &[&amd64, &arm64]).await;
     push_index(&client, &images.arm64_only, &[&arm64]).await;
@@ -62,6 +69,15 @@ pub async fn push_platform_images(registry: &str) -> PlatformImages {
         &images.single_manifest,
         &amd64.manifest,
         OCI_IMAGE_MEDIA_TYPE,
+    )
+    .await;
+    // Index entries name manifests of their own repository.
+    let crash_amd64 = push_platform_manifest(&client, registry, CRASH_LOOPING, "amd64").await;
+    let crash_arm64 = push_platform_manifest(&client, registry, CRASH_LOOPING, "arm64").await;
+    push_index(
+        &client,
+        &images.crash_looping,
+        &[&crash_amd64, &crash_arm64],
     )
     .await;
     images
@@ -77,6 +93,7 @@ struct PlatformManifest {
 async fn push_platform_manifest(
     client: &Client,
     registry: &str,
+    repository: &str,
     architecture: &'static str,
 ) -> PlatformManifest {
     let layer = platform_layer(architecture);
@@ -90,10 +107,10 @@ async fn push_platform_manifest(
     .unwrap();
     let config_digest = sha256(&config);
 
-    let repository: Reference = format!("{registry}/{REPOSITORY}").parse().unwrap();
+    let target: Reference = format!("{registry}/{repository}").parse().unwrap();
     for (blob, digest) in [(&layer, &layer_digest), (&config, &config_digest)] {
         client
-            .push_blob(&repository, blob.clone(), digest)
+            .push_blob(&target, blob.clone(), digest)
             .await
             .unwrap_or_else(|e| panic!("push blob {digest} to {registry}: {e}"));
     }
@@ -107,7 +124,7 @@ async fn push_platform_manifest(
     .unwrap();
     let digest = sha256(&manifest);
     // Index entries point at manifests by digest, so each must exist under its digest.
-    let by_digest = format!("{registry}/{REPOSITORY}@{digest}");
+    let by_digest = format!("{registry}/{repository}@{digest}");
     push_manifest(client, &by_digest, &manifest, OCI_IMAGE_MEDIA_TYPE).await;
     PlatformManifest {
         architecture,

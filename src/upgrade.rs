@@ -1,0 +1,250 @@
+//! Upgrades: a new profile (most often just a newer app image) applied the safe way.
+//!
+//! The command layer resolves and checks the target (preflight: the tag exists and offers the
+//! nodes' platforms) before anything changes. Here: a backup is written first, the release is
+//! applied and waited for as an install is (the app Deployment recreates its pod, so two
+//! versions never share the volume), and when it does not become ready, the failing pods' state,
+//! logs and events go to a diagnostics file before the previous revision is deployed again.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::backup;
+use crate::diagnostics;
+use crate::error::{Error, Result};
+use crate::install::{self, Summary};
+use crate::profile::Profile;
+use crate::profile::types::ImageRef;
+use crate::release::{self, Record};
+use crate::render::Release;
+use crate::rollback;
+use crate::status;
+use crate::ui::Ui;
+use crate::ui::progress::Event;
+
+/// An upgrade to run: the target profile (images pinned) and its rendered release.
+pub struct Upgrade<'a> {
+    pub profile: &'a Profile,
+    pub release: &'a Release,
+    pub timeout: Duration,
+    /// Where the backup taken before anything changes goes; `None` skips it.
+    pub backup: Option<PathBuf>,
+    /// Where a failed upgrade writes its diagnostics file.
+    pub diagnostics_dir: &'a Path,
+}
+
+pub enum Outcome {
+    /// The release already runs this profile: nothing was written, no backup taken.
+    UpToDate(Summary),
+    Upgraded {
+        summary: Summary,
+        backup: Option<PathBuf>,
+    },
+}
+
+/// The image `--to` names: `latest`, a tag such as `sha-3494e84` or `v1.2.0` (of the app
+/// image's repository), or a whole image reference (anything with `/`, `:` or `@`).
+pub fn target_image(current: &ImageRef, to: &str) -> std::result::Result<ImageRef, String> {
+    if to.contains(['/', ':', '@']) {
+        return to.parse();
+    }
+    let text = current.as_str();
+    let repository = text.split_once('@').map_or(text, |(r, _)| r);
+    let repository = match repository.rsplit_once(':') {
+        // A colon after the last slash starts a tag; before it, it is a registry port.
+        Some((name, tag)) if !tag.contains('/') => name,
+        _ => repository,
+    };
+    format!("{repository}:{to}").parse()
+}
+
+/// Runs the upgrade; on failure the error says what failed, where the diagnostics are, and
+/// whether the previous revision is back.
+pub async fn run(
+    client: &kube::Client,
+    upgrade: &Upgrade<'_>,
+    ui: &Ui,
+    progress: &(dyn Fn(Event<'_>) + Sync),
+) -> Result<Outcome> {
+    let namespace = upgrade.release.namespace.as_str();
+    let history = release::history(client, namespace).await?;
+    // What runs now, to come back to; chosen before this upgrade adds a revision.
+    let Some(previous) = history.iter().rev().find(|r| r.deployed()) else {
+        return Err(match history.last() {
+            None => status::not_installed(namespace),
+            Some(last) => Error::not_healthy(
+                format!(
+                    "no revision of the release in {namespace} ever deployed (the last one {})",
+                    last.result
+                ),
+                "finish the install with `paperclipctl install` first",
+            ),
+        });
+    };
+    let values = install::values(client, upgrade.profile, upgrade.release).await?;
+    if install::up_to_date(client, upgrade.profile, upgrade.release, &values).await? {
+        return Ok(Outcome::UpToDate(
+            install::unchanged(client, upgrade.release).await?,
+        ));
+    }
+    if previous.applied.is_none() {
+        ui.note(&format!(
+            "warning: revision {} was recorded without its profile: a failed upgrade cannot be \
+             rolled back by itself",
+            previous.revision
+        ));
+    }
+    let (lock, namespace_change) = install::take_lock(client, upgrade.release, &values).await?;
+    if let Some(path) = &upgrade.backup {
+        progress(Event::Step("backup before the upgrade"));
+        if let Err(e) = backup::backup(client, namespace, path, ui).await {
+            lock.release().await;
+            return Err(Error::not_healthy(
+                format!("the backup before the upgrade failed, so nothing was upgraded: {e}"),
+                "fix what stopped the backup (`paperclipctl backup` shows it), or upgrade with \
+                 --no-backup at your own risk",
+            ));
+        }
+        progress(Event::Note(&format!(
+            "backup written to {}",
+            path.display()
+        )));
+    }
+    let mut changes = vec![namespace_change];
+    let deployed = install::deploy(
+        client,
+        upgrade.release,
+        &values,
+        upgrade.timeout,
+        progress,
+        &mut changes,
+    )
+    .await;
+    let revision = install::record(
+        client,
+        upgrade.profile,
+        upgrade.release,
+        "upgrade",
+        &deployed,
+    )
+    .await;
+    let outcome = match deployed {
+        Ok(deployed) => revision.map(|revision| Outcome::Upgraded {
+            summary: Summary::deployed(changes, revision, deployed),
+            backup: upgrade.backup.clone(),
+        }),
+        Err(cause) => Err(recover(client, upgrade, previous, &cause, progress).await),
+    };
+    lock.release().await;
+    outcome
+}
+
+/// After a failed upgrade: the diagnostics file first (the rollback replaces the failing pods),
+/// then the previous revision deployed again. Returns the error the user reads.
+async fn recover(
+    client: &kube::Client,
+    upgrade: &Upgrade<'_>,
+    previous: &Record,
+    cause: &Error,
+    progress: &(dyn Fn(Event<'_>) + Sync),
+) -> Error {
+    let namespace = upgrade.release.namespace.as_str();
+    let image = &upgrade.profile.app.image;
+    progress(Event::Step("collecting diagnostics"));
+    let heading = format!("upgrade to {image} failed: {cause}");
+    let diagnostics = match diagnostics::collect(client, namespace, &heading).await {
+        Ok(text) => diagnostics::write(upgrade.diagnostics_dir, namespace, "upgrade", &text),
+        Err(e) => Err(e),
+    };
+    let mut help = match &diagnostics {
+        Ok(path) => format!("pod states, crash logs and events: {}", path.display()),
+        Err(e) => format!("the diagnostics file could not be written: {e}"),
+    };
+    if let Some(path) = &upgrade.backup {
+        help.push_str(&format!(
+            "\nthe backup taken before the upgrade: {} (`paperclipctl restore` it if the new \
+             version changed the database)",
+            path.display()
+        ));
+    }
+    let rolled_back = match &previous.applied {
+        Some(profile) => {
+            progress(Event::Step(&format!(
+                "rolling back to revision {}",
+                previous.revision
+            )));
+            rollback::deploy(
+                client,
+                profile,
+                previous.revision,
+                upgrade.timeout,
+                progress,
+            )
+            .await
+            .map(|summary| summary.revision.unwrap_or_default())
+        }
+        None => Err(Error::usage(
+            format!(
+                "revision {} was recorded without its profile",
+                previous.revision
+            ),
+            "",
+        )),
+    };
+    let message = match rolled_back {
+        Ok(revision) => format!(
+            "the upgrade to {image} failed and was rolled back: revision {revision} runs what \
+             revision {} ran, and it is ready. What failed: {cause}",
+            previous.revision
+        ),
+        Err(e) => format!(
+            "the upgrade to {image} failed ({cause}) and rolling back to revision {} failed \
+             too: {e}",
+            previous.revision
+        ),
+    };
+    Error::not_healthy(message, help)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(text: &str) -> ImageRef {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_tag_replaces_the_app_images_tag_or_digest() {
+        let current = image("ghcr.io/paperclipai/paperclip:sha-3494e84");
+        assert_eq!(
+            target_image(&current, "sha-0123abc").unwrap().as_str(),
+            "ghcr.io/paperclipai/paperclip:sha-0123abc"
+        );
+        let pinned = image(&format!(
+            "registry.local:5000/p/paperclip:v1@sha256:{}",
+            "a".repeat(64)
+        ));
+        assert_eq!(
+            target_image(&pinned, "latest").unwrap().as_str(),
+            "registry.local:5000/p/paperclip:latest"
+        );
+        let port_only = image("registry.local:5000/paperclip");
+        assert_eq!(
+            target_image(&port_only, "v2").unwrap().as_str(),
+            "registry.local:5000/paperclip:v2"
+        );
+    }
+
+    #[test]
+    fn a_whole_reference_is_taken_as_it_is() {
+        let current = image("ghcr.io/paperclipai/paperclip:sha-3494e84");
+        assert_eq!(
+            target_image(&current, "ghcr.io/me/paperclip:fix")
+                .unwrap()
+                .as_str(),
+            "ghcr.io/me/paperclip:fix"
+        );
+        assert!(target_image(&current, "Bad Ref:x").is_err());
+    }
+}
