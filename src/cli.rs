@@ -245,7 +245,10 @@ pub enum Command {
                       on the app's volume, scale the app to 0, replace the database's contents \
                       with the dump in one transaction, check every table's row count against \
                       the manifest, and scale the app back up and wait until it is available.",
-        after_help = "Exit codes: 0 restored, 2 the archive was refused (nothing changed), 5 a step failed."
+        after_help = "A backup of another namespace is refused unless --other-namespace says the \
+                      move is meant.\n\
+                      Exit codes: 0 restored, 2 the archive was refused (nothing changed), 5 a \
+                      step failed."
     )]
     Restore(RestoreArgs),
 }
@@ -302,6 +305,10 @@ pub struct RestoreArgs {
     /// Check the archive and say what a restore would do, without touching anything
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Restore a backup taken in another namespace into this one (a move; refused otherwise)
+    #[arg(long)]
+    pub other_namespace: bool,
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,19 @@ pub fn run(global: &Global, args: &RestoreArgs, ui: &Ui) -> Result<()> {
     let namespace = loaded.profile.namespace.to_string();
     // Checked before anything else: a refused archive never reaches the cluster.
     let (manifest, dir) = backup::open(&args.archive)?;
+    if manifest.namespace != namespace && !args.other_namespace {
+        return Err(Error::usage(
+            format!(
+                "{} is a backup of namespace {}, not of {namespace}",
+                args.archive.display(),
+                manifest.namespace
+            ),
+            format!(
+                "restore it into its own release with --namespace {}; to put it into                  {namespace} on purpose (a move to another cluster or namespace), add                  --other-namespace",
+                manifest.namespace
+            ),
+        ));
+    }
     let steps = backup::steps(&manifest, &namespace);
     let numbered: Vec<String> = steps
         .iter()

@@ -346,6 +346,27 @@ async fn backup_and_restore_bring_back_rows_and_the_master_key_and_refuse_a_tamp
         text(&dry.stdout)
     );
 
+    // Another release's backup is refused unless the move is meant.
+    let elsewhere = run(
+        "paperclip-elsewhere",
+        &["restore", archive_arg, "--dry-run"],
+    )
+    .await;
+    let stderr = text(&elsewhere.stderr);
+    assert_eq!(elsewhere.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "is a backup of namespace {ns}, not of paperclip-elsewhere"
+        )),
+        "{stderr}"
+    );
+    let meant = run(
+        "paperclip-elsewhere",
+        &["restore", archive_arg, "--dry-run", "--other-namespace"],
+    )
+    .await;
+    assert!(meant.status.success(), "{}", text(&meant.stderr));
+
     psql(&pods, "DROP TABLE backup_t").await;
     std::fs::remove_file(&key).unwrap();
     let restored = run(ns, &["restore", archive_arg]).await;
