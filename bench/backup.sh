@@ -18,26 +18,11 @@
 
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-if [[ -z ${HARNESS_KUBECTL:-} || -z ${INFISICAL_API_URL:-} ]]; then
-  eval "$("$root/tests/harness/up")"
-fi
+# The harness, the scratch directory and the steps shared with the other benches.
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 size_gb=${SIZE_GB:-1}
-
-# --- the binary --------------------------------------------------------------------------------
-if [[ -n ${PAPERCLIPCTL:-} ]]; then
-  bin=$PAPERCLIPCTL
-  build="from PAPERCLIPCTL"
-elif [[ ${BENCH_PROFILE:-release} == debug ]]; then
-  (cd "$root" && cargo build --quiet --bin paperclipctl)
-  bin=${CARGO_TARGET_DIR:-$root/target}/debug/paperclipctl
-  build="debug build"
-else
-  (cd "$root" && cargo build --quiet --release --bin paperclipctl)
-  bin=${CARGO_TARGET_DIR:-$root/target}/release/paperclipctl
-  build="release build"
-fi
-echo "binary: $bin ($build)"
+build_binary release
 
 # Peak RSS comes from GNU time's %M.
 if [[ ! -x /usr/bin/time ]]; then
@@ -45,53 +30,24 @@ if [[ ! -x /usr/bin/time ]]; then
   apt-get install -y -qq time >/dev/null
 fi
 
-kubectl() { "$HARNESS_KUBECTL" --kubeconfig "$KUBECONFIG" "$@"; }
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+registry_fixture
 
-image=$HARNESS_REGISTRY/fixtures/platforms:multi
-if ! curl -fsS -o /dev/null -H 'Accept: application/vnd.oci.image.index.v1+json' \
-  "http://$HARNESS_REGISTRY/v2/fixtures/platforms/manifests/multi"; then
-  echo "the registry fixture $image is missing: run the integration tests once to push it" >&2
-  exit 1
-fi
-
-run_id=$(date +%s)-$$
 ns=bench-backup-$run_id
 database=paperclipctl_bench_${run_id//-/_}
 db_pod=paperclip-db-postgresql-0
-work=$(mktemp -d)
-# The app stand-in runs as uid 1000 in data directories below it.
-chmod 755 "$work"
-gate_pid=
 # psql against the harness's PostgreSQL: the run's database unless PGDATABASE says otherwise.
 pg() {
   PGHOST=$HARNESS_PG_HOST PGPORT=$HARNESS_PG_PORT PGUSER=$HARNESS_PG_USER \
     PGPASSWORD=$HARNESS_PG_PASSWORD PGDATABASE=${PGDATABASE:-$database} psql -X -q -tA "$@"
 }
+# Run by lib.sh's EXIT trap, once the gate has stopped.
 cleanup() {
-  [[ -n $gate_pid ]] && kill "$gate_pid" 2>/dev/null
   kubectl delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
   PGDATABASE=$HARNESS_PG_DATABASE pg -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" || true
-  rm -rf "$work"
 }
-trap cleanup EXIT
 
-# --- Infisical: a project of this run's own, through the double's public API --------------------
-token=$(curl -fsS -X POST "$INFISICAL_API_URL/api/v1/auth/universal-auth/login" \
-  -H 'Content-Type: application/json' \
-  -d "{\"clientId\":\"$INFISICAL_UNIVERSAL_AUTH_CLIENT_ID\",\"clientSecret\":\"$INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET\"}" |
-  jq -er .accessToken)
-project=bench-$run_id
-curl -fsS -X POST "$INFISICAL_API_URL/api/v2/workspace" -H "Authorization: Bearer $token" \
-  -H 'Content-Type: application/json' -d "{\"projectName\":\"$project\",\"slug\":\"$project\"}" >/dev/null
-
-# --- the namespace, with the store's credentials Secret as an operator creates it ---------------
-kubectl create namespace "$ns" >/dev/null
-kubectl label namespace "$ns" paperclipctl-bench=true >/dev/null
-kubectl create secret generic infisical-universal-auth -n "$ns" \
-  --from-literal=clientId="$INFISICAL_UNIVERSAL_AUTH_CLIENT_ID" \
-  --from-literal=clientSecret="$INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET" >/dev/null
+infisical_project
+namespace "$ns"
 
 # --- the database pod: libpq variables naming this run's database -------------------------------
 PGDATABASE=$HARNESS_PG_DATABASE pg -c "CREATE DATABASE $database"
@@ -112,67 +68,12 @@ spec:
 EOF
 
 # --- the app pods: what the harness's test fixture does, in the background ----------------------
-# KWOK runs exec on this machine and holds app pods back from Ready until they carry the
-# exec-ready annotation; each new app pod gets an Exec named after it (the upstream-CLI stand-in
-# with a data directory of its own, as uid 1000), and the annotation once KWOK serves that Exec.
 home=$work/paperclip
-mkdir -p "$home"
-chown 1000:1000 "$home"
-gate() {
-  local selector=app.kubernetes.io/component=app,app.kubernetes.io/managed-by=paperclipctl
-  local db_url="postgres://$HARNESS_PG_USER:$HARNESS_PG_PASSWORD@$HARNESS_PG_HOST:$HARNESS_PG_PORT/$HARNESS_PG_DATABASE"
-  local pod ready
-  while true; do
-    while read -r pod ready; do
-      [[ -n $pod && $ready != true ]] || continue
-      kubectl apply --server-side --field-manager=paperclipctl-bench -f - >/dev/null <<EOF
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Exec
-metadata: {name: $pod, namespace: $ns}
-spec:
-  execs:
-  - local:
-      workDir: $home
-      envs:
-      - {name: PAPERCLIP_HOME, value: "$home"}
-      - {name: PATH, value: "$HARNESS_APP_STUB_DIR:/usr/local/bin:/usr/bin:/bin"}
-      - {name: DATABASE_URL, value: "$db_url"}
-      - {name: PAPERCLIP_PUBLIC_URL, value: "http://192.168.55.212:3100"}
-      securityContext: {runAsUser: 1000, runAsGroup: 1000}
-EOF
-      local deadline=$((SECONDS + 30))
-      until [[ $(kubectl exec -n "$ns" "$pod" -c paperclip -- printenv PAPERCLIP_HOME 2>/dev/null) == "$home" ]]; do
-        ((SECONDS < deadline)) || break
-        sleep 0.1
-      done
-      kubectl annotate -n "$ns" pod "$pod" harness.paperclipctl.io/exec-ready=true >/dev/null
-    done < <(kubectl get pods -n "$ns" -l "$selector" \
-      -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.metadata.annotations.harness\.paperclipctl\.io/exec-ready}{"\n"}{end}' 2>/dev/null)
-    sleep 0.2
-  done
-}
-gate &
-gate_pid=$!
+start_gate "$ns" "$home"
 
 # --- the install, with the overrides the integration tests use ----------------------------------
-unique_ip() { echo "198.$((18 + RANDOM % 2)).$((RANDOM % 256)).$((1 + RANDOM % 254))"; }
-sets=(
-  secrets.store.kind=SecretStore secrets.store.name=paperclip-infisical
-  "secrets.store.hostApi=$INFISICAL_API_URL" "secrets.store.projectSlug=$project"
-  secrets.store.environmentSlug=prod secrets.store.secretsPath=/paperclip
-  secrets.store.credentials.namespace=null
-  "app.image=$image" "database.image=$image" "database.metrics.image=$image" "shell.image=$image"
-  "app.service.loadBalancerIp=$(unique_ip)" "shell.service.loadBalancerIp=$(unique_ip)"
-)
-set_args=()
-for v in "${sets[@]}"; do set_args+=(--set "$v"); done
-PAPERCLIP_LITELLM_KEY=bench-llm-key CI=true NO_COLOR=1 \
-  "$bin" install --profile frank --namespace "$ns" --kubeconfig "$KUBECONFIG" --timeout 180s \
-  "${set_args[@]}" >"$work/install.out" 2>"$work/install.err" || {
-  echo "paperclipctl install in $ns failed:" >&2
-  cat "$work/install.err" >&2
-  exit 1
-}
+mapfile -t set_args < <(sets)
+install_release "$ns" "${set_args[@]}"
 # The instance files a backup carries along with the dump.
 instance=$home/instances/default
 mkdir -p "$instance/secrets"

@@ -131,7 +131,11 @@ pub fn write(path: &Path, dir: &Path, manifest: &Manifest) -> Result<()> {
                 "pass -f with a writable path",
             )
         })?;
-    let encoder = zstd::Encoder::new(file, ZSTD_LEVEL).map_err(Error::Output)?;
+    let mut encoder = zstd::Encoder::new(file, ZSTD_LEVEL).map_err(Error::Output)?;
+    // The dump is complete on disk by now: compressing it is the rest of a backup's time, and
+    // zstd's workers spread it over every core.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    encoder.multithread(workers).map_err(Error::Output)?;
     let mut tar = tar::Builder::new(encoder);
     let json = serde_json::to_vec_pretty(manifest)?;
     append(&mut tar, MANIFEST, json.len() as u64, json.as_slice())?;
