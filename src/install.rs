@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::health::{self, Health};
 use crate::onboarding;
 use crate::profile::Profile;
-use crate::release;
+use crate::release::{self, Record};
 use crate::render::{Object, Release, meta};
 use crate::ui::progress::Event;
 
@@ -61,7 +61,8 @@ pub async fn run(
     progress: &(dyn Fn(Event<'_>) + Sync),
 ) -> Result<Summary> {
     let values = values(client, profile, release).await?;
-    if up_to_date(client, profile, release, &values).await? {
+    let history = release::history(client, &release.namespace).await?;
+    if up_to_date(client, profile, release, &values, history.last()).await? {
         return unchanged(client, release).await;
     }
     let (lock, namespace) = take_lock(client, release, &values).await?;
@@ -169,34 +170,23 @@ async fn apply_waves(
     Ok(())
 }
 
-/// Nothing to do: the last revision installed this very profile and every object is unchanged.
-/// Decided with reads and dry runs only, so a no-op install writes nothing, not even the lock.
+/// Nothing to do: `last`, the newest revision, deployed this very profile and every object is
+/// unchanged. Decided with reads and dry runs only, so a no-op run writes nothing, not even the
+/// lock.
 pub(crate) async fn up_to_date(
     client: &kube::Client,
     profile: &Profile,
     release: &Release,
     values: &[Value],
+    last: Option<&Record>,
 ) -> Result<bool> {
-    let namespace = &release.namespace;
-    if apply::get(client, "Namespace", namespace, None)
-        .await?
-        .is_none()
-    {
-        return Ok(false);
-    }
-    let history = release::history(client, namespace).await?;
-    let same = history
-        .last()
-        .is_some_and(|r| r.deployed() && r.profile_digest == release::profile_digest(profile));
-    if !same {
-        return Ok(false);
-    }
-    for (object, value) in release.objects().zip(values) {
-        if apply::apply(client, object, value, true).await? != Change::Unchanged {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+    let same =
+        last.is_some_and(|r| r.deployed() && r.profile_digest == release::profile_digest(profile));
+    Ok(same
+        && changes(client, release, values)
+            .await?
+            .iter()
+            .all(|(_, change)| *change == Change::Unchanged))
 }
 
 /// What applying each object would do, found with server-side dry runs: nothing is written.

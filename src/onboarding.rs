@@ -109,18 +109,30 @@ pub(crate) async fn running_app_pod(
     namespace: &str,
     purpose: &str,
 ) -> Result<String> {
-    app_pods(pods, namespace)
+    find_running_app_pod(pods, namespace).await?.ok_or_else(|| {
+        Error::not_healthy(
+            format!("no running app pod to {purpose}"),
+            "run `paperclipctl install` again once the app is Ready",
+        )
+    })
+}
+
+/// The name of a running app pod of the release in `namespace`, if there is one.
+pub(crate) async fn find_running_app_pod(
+    pods: &Api<Pod>,
+    namespace: &str,
+) -> Result<Option<String>> {
+    Ok(app_pods(pods, namespace)
         .await?
-        .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-        .and_then(|p| p.metadata.name.clone())
-        .ok_or_else(|| {
-            Error::not_healthy(
-                format!("no running app pod to {purpose}"),
-                "run `paperclipctl install` again once the app is Ready",
-            )
-        })
+        .into_iter()
+        .find(is_running)
+        .and_then(|p| p.metadata.name))
+}
+
+/// Whether a pod runs and is not on its way out: one that can be exec'd into for a while.
+pub(crate) fn is_running(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
 }
 
 /// Every pod of the release's app in `namespace`, terminating ones included.

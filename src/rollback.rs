@@ -6,11 +6,13 @@
 
 use std::time::Duration;
 
+use serde_json::Value;
+
 use crate::error::{Error, Result};
 use crate::install::{self, Summary};
 use crate::profile::Profile;
 use crate::release::Record;
-use crate::render;
+use crate::render::{self, Release};
 use crate::ui::progress::Event;
 
 /// The revision to go back to: `revision` when given, else the newest deployed revision that
@@ -66,22 +68,28 @@ pub fn target(history: &[Record], revision: Option<u32>) -> Result<&Record> {
     Ok(record)
 }
 
-/// Deploys `profile` (what revision `revision` applied) again and records it as `rollback to
-/// N`; the caller holds the lock.
+/// The release `profile` renders and the values its objects are applied with: what a rollback
+/// to it deploys.
+pub async fn prepare(client: &kube::Client, profile: &Profile) -> Result<(Release, Vec<Value>)> {
+    let release = render::render(profile);
+    let values = install::values(client, profile, &release).await?;
+    Ok((release, values))
+}
+
+/// Deploys a release [`prepare`]d from what revision `revision` applied, and records it as
+/// `rollback to N`; the caller holds the lock.
 pub async fn deploy(
     client: &kube::Client,
     profile: &Profile,
+    (release, values): &(Release, Vec<Value>),
     revision: u32,
     timeout: Duration,
     progress: &(dyn Fn(Event<'_>) + Sync),
 ) -> Result<Summary> {
-    let release = render::render(profile);
-    let values = install::values(client, profile, &release).await?;
     let mut changes = Vec::new();
-    let deployed =
-        install::deploy(client, &release, &values, timeout, progress, &mut changes).await;
+    let deployed = install::deploy(client, release, values, timeout, progress, &mut changes).await;
     let action = format!("rollback to {revision}");
-    let recorded = install::record(client, profile, &release, &action, &deployed).await;
+    let recorded = install::record(client, profile, release, &action, &deployed).await;
     Ok(Summary::deployed(changes, recorded?, deployed?))
 }
 

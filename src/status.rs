@@ -310,8 +310,7 @@ async fn volumes(pods: &Api<Pod>, listed: &[Pod]) -> Vec<VolumeUsage> {
     let running = |component: Component| {
         let wanted = meta::selector(component);
         listed.iter().find(|p| {
-            p.metadata.deletion_timestamp.is_none()
-                && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+            crate::onboarding::is_running(p)
                 && p.metadata
                     .labels
                     .as_ref()
@@ -509,20 +508,9 @@ fn volume_warning(v: &VolumeUsage) -> Option<String> {
     Some(text)
 }
 
-/// KiB as people read sizes.
+/// KiB (what `df -P` and `du -k` count) as people read sizes.
 fn human(kib: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    let mut value = kib as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{kib} KiB")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    crate::ui::human_bytes(kib.saturating_mul(1024))
 }
 
 impl Report {

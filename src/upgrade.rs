@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::install::{self, Summary};
 use crate::profile::Profile;
 use crate::profile::types::ImageRef;
-use crate::release::{self, Record};
+use crate::release::Record;
 use crate::render::Release;
 use crate::rollback;
 use crate::status;
@@ -26,6 +26,8 @@ use crate::ui::progress::Event;
 pub struct Upgrade<'a> {
     pub profile: &'a Profile,
     pub release: &'a Release,
+    /// The release's revisions, oldest first, as [`rollback_point`] checked them.
+    pub history: &'a [Record],
     pub timeout: Duration,
     /// Where the backup taken before anything changes goes; `None` skips it.
     pub backup: Option<PathBuf>,
@@ -58,6 +60,25 @@ pub fn target_image(current: &ImageRef, to: &str) -> std::result::Result<ImageRe
     format!("{repository}:{to}").parse()
 }
 
+/// The revision a failed upgrade goes back to: the newest deployed one. Fails when nothing is
+/// installed in `namespace`, or nothing ever deployed there.
+pub fn rollback_point<'h>(history: &'h [Record], namespace: &str) -> Result<&'h Record> {
+    history
+        .iter()
+        .rev()
+        .find(|r| r.deployed())
+        .ok_or_else(|| match history.last() {
+            None => status::not_installed(namespace),
+            Some(last) => Error::not_healthy(
+                format!(
+                    "no revision of the release in {namespace} ever deployed (the last one {})",
+                    last.result
+                ),
+                "finish the install with `paperclipctl install` first",
+            ),
+        })
+}
+
 /// Runs the upgrade; on failure the error says what failed, where the diagnostics are, and
 /// whether the previous revision is back.
 pub async fn run(
@@ -67,22 +88,11 @@ pub async fn run(
     progress: &(dyn Fn(Event<'_>) + Sync),
 ) -> Result<Outcome> {
     let namespace = upgrade.release.namespace.as_str();
-    let history = release::history(client, namespace).await?;
     // What runs now, to come back to; chosen before this upgrade adds a revision.
-    let Some(previous) = history.iter().rev().find(|r| r.deployed()) else {
-        return Err(match history.last() {
-            None => status::not_installed(namespace),
-            Some(last) => Error::not_healthy(
-                format!(
-                    "no revision of the release in {namespace} ever deployed (the last one {})",
-                    last.result
-                ),
-                "finish the install with `paperclipctl install` first",
-            ),
-        });
-    };
+    let previous = rollback_point(upgrade.history, namespace)?;
     let values = install::values(client, upgrade.profile, upgrade.release).await?;
-    if install::up_to_date(client, upgrade.profile, upgrade.release, &values).await? {
+    let last = upgrade.history.last();
+    if install::up_to_date(client, upgrade.profile, upgrade.release, &values, last).await? {
         return Ok(Outcome::UpToDate(
             install::unchanged(client, upgrade.release).await?,
         ));
@@ -173,22 +183,20 @@ async fn recover(
                 "rolling back to revision {}",
                 previous.revision
             )));
-            rollback::deploy(
-                client,
-                profile,
-                previous.revision,
-                upgrade.timeout,
-                progress,
-            )
-            .await
-            .map(|summary| summary.revision.unwrap_or_default())
+            let deployed = match rollback::prepare(client, profile).await {
+                Ok(prepared) => {
+                    let (revision, timeout) = (previous.revision, upgrade.timeout);
+                    rollback::deploy(client, profile, &prepared, revision, timeout, progress).await
+                }
+                Err(e) => Err(e),
+            };
+            deployed
+                .map(|summary| summary.revision.unwrap_or_default())
+                .map_err(|e| e.to_string())
         }
-        None => Err(Error::usage(
-            format!(
-                "revision {} was recorded without its profile",
-                previous.revision
-            ),
-            "",
+        None => Err(format!(
+            "revision {} was recorded without its profile",
+            previous.revision
         )),
     };
     let message = match rolled_back {

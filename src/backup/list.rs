@@ -1,6 +1,6 @@
 //! The archives of one namespace in the local backups directory, described from their manifests.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -66,14 +66,6 @@ fn created(archive: &LocalArchive) -> &str {
         .manifest
         .as_ref()
         .map_or(&archive.modified, |m| &m.created)
-}
-
-/// The file's name, for tables.
-pub fn file_name(path: &Path) -> String {
-    path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into(),
-    )
 }
 
 fn rfc3339(time: SystemTime) -> String {

@@ -28,7 +28,7 @@ use crate::render::{Object, Wave};
 use crate::ui::Ui;
 use archive::{CONFIG, DUMP, MASTER_KEY, Manifest};
 use exec::{Container, Input};
-pub use list::{LocalArchive, file_name, local_archives};
+pub use list::{LocalArchive, local_archives};
 pub use local::{local_dir, new_archive_path};
 pub use volume::{VolumeBackup, check_name, pull, volume_backups};
 
@@ -238,13 +238,13 @@ pub async fn restore(
     bar.finish_and_clear();
     // Counted while the app is still stopped: what the restore loaded, not what the app writes
     // once it is back.
-    let counted = match &loaded {
-        Ok(()) => Some(counts(&db).await),
-        Err(_) => None,
+    let tables = match loaded {
+        Ok(()) => counts(&db).await,
+        Err(e) => Err(e),
     };
     // The app comes back whatever the load did: a failed load rolled back, leaving the old data.
     scale(&deployments, namespace, replicas).await?;
-    loaded?;
+    let tables = tables?;
     ui.note("✓ database restored");
 
     let gate = Wave {
@@ -256,7 +256,6 @@ pub async fn restore(
     wait::wave(client, namespace, &gate, wait::DEFAULT_TIMEOUT, &|_| {}).await?;
     ui.note(&format!("✓ Deployment/{} available", meta::APP_NAME));
 
-    let tables = counted.expect("counted after a successful load")?;
     if tables != manifest.tables {
         let differ: Vec<String> = manifest
             .tables

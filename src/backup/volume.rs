@@ -43,7 +43,7 @@ pub async fn volume_backups(
     namespace: &str,
 ) -> Result<Option<Vec<VolumeBackup>>> {
     let pods = Api::<Pod>::namespaced(client.clone(), namespace);
-    let Some(pod) = running_pod(&pods, namespace).await? else {
+    let Some(pod) = crate::onboarding::find_running_app_pod(&pods, namespace).await? else {
         return Ok(None);
     };
     Ok(Some(list(&app(&pods, namespace, pod)).await?))
@@ -68,12 +68,7 @@ pub async fn pull(
         ));
     }
     let pods = Api::<Pod>::namespaced(client.clone(), namespace);
-    let pod = running_pod(&pods, namespace).await?.ok_or_else(|| {
-        Error::not_healthy(
-            format!("no app pod is running in {namespace} to copy the backup from"),
-            "run `paperclipctl status` to see why, and pull once the app is Ready",
-        )
-    })?;
+    let pod = crate::onboarding::running_app_pod(&pods, namespace, "copy the backup from").await?;
     let app = app(&pods, namespace, pod);
     let listed = list(&app).await?;
     let Some(backup) = listed.iter().find(|b| b.name == name) else {
@@ -167,15 +162,6 @@ fn unknown(name: &str, listed: &[VolumeBackup]) -> Error {
         format!("no backup named {name:?} on the app's volume"),
         help,
     )
-}
-
-async fn running_pod(pods: &Api<Pod>, namespace: &str) -> Result<Option<String>> {
-    Ok(crate::onboarding::app_pods(pods, namespace)
-        .await?
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-        .and_then(|p| p.metadata.name))
 }
 
 fn app<'a>(pods: &'a Api<Pod>, namespace: &'a str, pod: String) -> Container<'a> {

@@ -7,7 +7,7 @@ use crate::backup::{self, LocalArchive, VolumeBackup};
 use crate::cli::{BackupArgs, BackupCommand, Global, Output, PullArgs};
 use crate::cluster;
 use crate::error::{Error, Result};
-use crate::ui::Ui;
+use crate::ui::{Ui, human_bytes};
 
 pub fn run(global: &Global, args: &BackupArgs, ui: &Ui) -> Result<()> {
     match &args.command {
@@ -122,20 +122,20 @@ fn local_table(archives: &[LocalArchive]) -> String {
         "CREATED", "REVISION", "SIZE", "TABLES", "FILE"
     );
     for a in archives {
-        let name = backup::file_name(&a.path);
+        let name = a.path.file_name().unwrap_or_default().to_string_lossy();
         let line = match (&a.manifest, &a.unreadable) {
             (Some(m), _) => format!(
                 "  {:<20} {:<9} {:>10} {:>7}  {name}\n",
                 short_time(&m.created),
                 m.revision.map_or("-".to_string(), |r| r.to_string()),
-                human(a.bytes),
+                human_bytes(a.bytes),
                 m.tables.len(),
             ),
             (None, why) => format!(
                 "  {:<20} {:<9} {:>10} {:>7}  {name} (unreadable: {})\n",
                 short_time(&a.modified),
                 "-",
-                human(a.bytes),
+                human_bytes(a.bytes),
                 "-",
                 why.as_deref().unwrap_or_default()
             ),
@@ -154,7 +154,7 @@ fn volume_table(backups: &[VolumeBackup]) -> String {
         out.push_str(&format!(
             "  {:<20} {:>10}  {}\n",
             short_time(&b.modified),
-            human(b.bytes),
+            human_bytes(b.bytes),
             b.name
         ));
     }
@@ -166,22 +166,6 @@ fn short_time(time: &str) -> String {
     match time.parse::<k8s_openapi::jiff::Timestamp>() {
         Ok(t) => t.strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
         Err(_) => time.to_string(),
-    }
-}
-
-/// Bytes as people read sizes.
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }
 
@@ -221,6 +205,6 @@ mod tests {
         assert!(
             lines[2].ends_with("notes.txt (unreadable: it is neither zstd nor gzip compressed)")
         );
-        assert_eq!(human(512), "512 B");
+        assert_eq!(human_bytes(512), "512 B");
     }
 }

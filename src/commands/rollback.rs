@@ -9,7 +9,6 @@ use crate::cluster;
 use crate::error::Result;
 use crate::install;
 use crate::release;
-use crate::render;
 use crate::rollback;
 use crate::status;
 use crate::ui::Ui;
@@ -31,14 +30,14 @@ pub fn run(global: &Global, args: &RollbackArgs, ui: &Ui) -> Result<()> {
             .applied
             .as_ref()
             .expect("a rollback target carries its profile");
-        let release = render::render(profile);
-        let values = install::values(client, profile, &release).await?;
+        let prepared = rollback::prepare(client, profile).await?;
+        let (release, values) = &prepared;
         let heading = format!(
             "revision {} ({}, app image {})",
             target.revision, target.profile, profile.app.image
         );
         if args.dry_run {
-            let changes = install::changes(client, &release, &values).await?;
+            let changes = install::changes(client, release, values).await?;
             let text = match ui.output {
                 Output::Json => {
                     serde_json::to_string_pretty(&json!({
@@ -57,8 +56,8 @@ pub fn run(global: &Global, args: &RollbackArgs, ui: &Ui) -> Result<()> {
             };
             return Ok(ui.print(&text)?);
         }
-        if install::up_to_date(client, profile, &release, &values).await? {
-            let summary = install::unchanged(client, &release).await?;
+        if install::up_to_date(client, profile, release, values, history.last()).await? {
+            let summary = install::unchanged(client, release).await?;
             ui.print(&format!(
                 "Paperclip in namespace {namespace} already runs what {heading} applied: nothing \
                  changed.\n{}",
@@ -66,11 +65,16 @@ pub fn run(global: &Global, args: &RollbackArgs, ui: &Ui) -> Result<()> {
             ))?;
             return Ok(());
         }
-        let (lock, _) = install::take_lock(client, &release, &values).await?;
+        let (lock, _) = install::take_lock(client, release, values).await?;
         progress.event(Event::Step(&format!("rolling back to {heading}")));
-        let deployed = rollback::deploy(client, profile, target.revision, args.timeout, &|e| {
-            progress.event(e)
-        })
+        let deployed = rollback::deploy(
+            client,
+            profile,
+            &prepared,
+            target.revision,
+            args.timeout,
+            &|e| progress.event(e),
+        )
         .await;
         lock.release().await;
         progress.finish();

@@ -14,7 +14,6 @@ use crate::install::{self, Summary};
 use crate::profile::types::ImageRef;
 use crate::release;
 use crate::render;
-use crate::status;
 use crate::ui::Ui;
 use crate::ui::progress::{Event, Progress};
 use crate::upgrade::{self, Outcome, Upgrade};
@@ -39,11 +38,8 @@ pub fn run(global: &Global, args: &UpgradeArgs, ui: &Ui) -> Result<()> {
         progress.event(Event::Note(&format!("connected to {}", cluster.server)));
         let namespace = loaded.profile.namespace.to_string();
         let history = release::history(client, &namespace).await?;
-        if history.is_empty() {
-            return Err(status::not_installed(&namespace));
-        }
-        // What a failed upgrade goes back to (the run itself refuses when there is none).
-        let previous = history.iter().rev().find(|r| r.deployed());
+        // Checked before preflight: there must be a deployed revision to come back to.
+        let previous = upgrade::rollback_point(&history, &namespace)?;
         Lock::check_free(client, &namespace).await?;
         let auth = installing::registry_auth()?;
         let loaded = installing::pin_shell(client, &loaded, &auth, &progress).await?;
@@ -58,9 +54,7 @@ pub fn run(global: &Global, args: &UpgradeArgs, ui: &Ui) -> Result<()> {
         )
         .await?;
         let mut profile = loaded.profile;
-        let running = previous
-            .and_then(|r| r.applied.as_ref())
-            .map(|p| &p.app.image);
+        let running = previous.applied.as_ref().map(|p| &p.app.image);
         match running.filter(|running| args.to.is_none() && same_image(running, &profile.app.image))
         {
             // An unchanged profile keeps the image as it runs, so upgrading it changes nothing.
@@ -93,7 +87,7 @@ pub fn run(global: &Global, args: &UpgradeArgs, ui: &Ui) -> Result<()> {
                         "dryRun": true,
                         "namespace": namespace,
                         "image": profile.app.image.as_str(),
-                        "rollbackTo": previous.map(|r| r.revision),
+                        "rollbackTo": previous.revision,
                         "backup": backup,
                         "changes": change_list(&changes),
                     }))? + "\n"
@@ -110,6 +104,7 @@ pub fn run(global: &Global, args: &UpgradeArgs, ui: &Ui) -> Result<()> {
             &Upgrade {
                 profile: &profile,
                 release: &release,
+                history: &history,
                 timeout: args.timeout,
                 backup,
                 diagnostics_dir: &args.diagnostics_dir,
@@ -203,14 +198,15 @@ pub(super) fn change_lines(changes: &[(String, Change)]) -> String {
 
 fn dry_run_text(
     namespace: &str,
-    previous: Option<&release::Record>,
+    previous: &release::Record,
     profile: &crate::profile::Profile,
     changes: &[(String, Change)],
     backup: &Option<std::path::PathBuf>,
     args: &UpgradeArgs,
 ) -> String {
     let from = previous
-        .and_then(|r| r.applied.as_ref())
+        .applied
+        .as_ref()
         .map_or("(not recorded)".to_string(), |p| p.app.image.to_string());
     let mut out = format!(
         "Upgrade of Paperclip in namespace {namespace}:\n  app image {from}\n         → {}\n",
@@ -222,9 +218,7 @@ fn dry_run_text(
     });
     out.push_str("2. apply (server-side dry run says):\n");
     out.push_str(&change_lines(changes));
-    let back = previous.map_or("(no deployed revision to go back to)".to_string(), |r| {
-        format!("deploy revision {} again", r.revision)
-    });
+    let back = format!("deploy revision {} again", previous.revision);
     out.push_str(&format!(
         "3. wait until ready (timeout {}s per wave); if it is not, write diagnostics to {} and \
          {back}\n",

@@ -106,3 +106,20 @@ pub fn install_error_style(global: &Global) {
         )
     }));
 }
+
+/// A size as people read it: `512 B`, `700 KiB`, `1.5 MiB`, `5.0 GiB` (a tenth of a unit from
+/// MiB up; below that, fractions are noise).
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit < 2 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

@@ -7,11 +7,15 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::Api;
+use k8s_openapi::api::core::v1::{Event, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, PostParams};
 
 use crate::harness::Harness;
 use crate::harness::registry::fixture_images;
-use crate::install::{Installed, LLM_KEY, installed_with_instance, text, versions, with_profile};
+use crate::install::{
+    Installed, LLM_KEY, installed, installed_with_instance, setup, text, versions, with_profile,
+};
 
 /// Runs `paperclipctl VERB` on the release with `dir` as the backups directory.
 async fn run(release: &Installed, dir: &Path, verb: &str, extra: &[&str]) -> Output {
@@ -85,6 +89,8 @@ async fn an_upgrade_to_a_crash_looping_image_rolls_back_by_itself_and_keeps_the_
     let dir = tempfile::tempdir().unwrap();
     let diagnostics = dir.path().join("diagnostics");
     std::fs::create_dir(&diagnostics).unwrap();
+    // Something in the namespace tells a secret: the diagnostics file must not repeat it.
+    leak_in_an_event(ns, LLM_KEY).await;
 
     let upgraded = run(
         &release,
@@ -127,6 +133,10 @@ async fn an_upgrade_to_a_crash_looping_image_rolls_back_by_itself_and_keeps_the_
     assert!(report.contains("CrashLoopBackOff"), "{report}");
     assert!(report.contains("## Events"), "{report}");
     assert!(!report.contains(LLM_KEY), "a secret value reached the file");
+    assert!(
+        report.contains("connecting with key <redacted paperclip-llm-key/"),
+        "{report}"
+    );
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&written[0].metadata().unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
@@ -144,6 +154,82 @@ async fn an_upgrade_to_a_crash_looping_image_rolls_back_by_itself_and_keeps_the_
             (3, "rollback to 1".into(), "deployed".into()),
         ]
     );
+}
+
+/// A Warning event in `namespace` whose message holds `secret`, as a careless app might log it.
+async fn leak_in_an_event(namespace: &str, secret: &str) {
+    let client = Harness::shared().client().await;
+    let event = Event {
+        metadata: ObjectMeta {
+            name: Some("leaky-app.1".into()),
+            ..Default::default()
+        },
+        involved_object: ObjectReference {
+            kind: Some("Deployment".into()),
+            name: Some("paperclip".into()),
+            namespace: Some(namespace.into()),
+            ..Default::default()
+        },
+        reason: Some("Leaky".into()),
+        message: Some(format!("connecting with key {secret}")),
+        type_: Some("Warning".into()),
+        ..Default::default()
+    };
+    Api::<Event>::namespaced(client, namespace)
+        .create(&PostParams::default(), &event)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_upgrade_without_a_release_or_without_a_possible_backup_changes_nothing() {
+    // Nothing installed: exit 7, before any check.
+    let empty = setup("upgrade-none", None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let refused = with_profile(&empty, "upgrade", &["--to", "latest"], &[]).await;
+    let stderr = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(7), "{stderr}");
+    assert!(
+        stderr.contains("no Paperclip release is installed"),
+        "{stderr}"
+    );
+
+    // Installed, but the app volume lost the master key a backup needs: refused, unchanged.
+    let release = installed("upgrade-nobackup").await;
+    assert!(
+        release.run.status.success(),
+        "{}",
+        text(&release.run.stderr)
+    );
+    let key = release
+        .home
+        .path()
+        .join("paperclip/instances/default/secrets/master.key");
+    let _ = std::fs::remove_file(&key);
+    let ns = release.setup.namespace.as_str();
+    let images = fixture_images().await;
+    let before = versions(ns).await;
+    let refused = run(
+        &release,
+        dir.path(),
+        "upgrade",
+        &["--to", &images.amd64_only],
+    )
+    .await;
+    let stderr = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains("the backup before the upgrade failed, so nothing was upgraded"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--no-backup"), "{stderr}");
+    assert_eq!(
+        versions(ns).await,
+        before,
+        "the refused upgrade wrote something"
+    );
+    assert!(files(&dir.path().join("backups")).is_empty());
+    assert_eq!(history(&release, dir.path()).await.len(), 1);
 }
 
 #[tokio::test]
