@@ -92,12 +92,7 @@ pub async fn backup(
     let app_pod =
         crate::onboarding::running_app_pod(&pods, namespace, "read the instance files from")
             .await?;
-    let app = Container {
-        pods: &pods,
-        namespace,
-        pod: app_pod,
-        name: meta::APP_NAME,
-    };
+    let app = app_container(&pods, namespace, app_pod);
     let db = database(&pods, namespace);
     let record = crate::release::history(client, namespace).await?.pop();
     let mut manifest = Manifest::new(
@@ -188,12 +183,7 @@ pub async fn restore(
     let app_pod =
         crate::onboarding::running_app_pod(&pods, namespace, "put the instance files back into")
             .await?;
-    let container = Container {
-        pods: &pods,
-        namespace,
-        pod: app_pod,
-        name: meta::APP_NAME,
-    };
+    let container = app_container(&pods, namespace, app_pod);
     for part in [MASTER_KEY, CONFIG] {
         let bytes = std::fs::read(dir.join(part)).map_err(Error::Output)?;
         container
@@ -272,6 +262,16 @@ pub async fn restore(
         ));
     }
     Ok(())
+}
+
+/// The app container of the app pod `pod`.
+fn app_container<'a>(pods: &'a Api<Pod>, namespace: &'a str, pod: String) -> Container<'a> {
+    Container {
+        pods,
+        namespace,
+        pod,
+        name: meta::APP_NAME,
+    }
 }
 
 fn database<'a>(pods: &'a Api<Pod>, namespace: &'a str) -> Container<'a> {

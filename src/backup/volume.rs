@@ -7,9 +7,9 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use serde::Serialize;
 
+use super::app_container;
 use super::exec::{Container, Input};
 use crate::error::{Error, Result};
-use crate::render::meta;
 use crate::ui::Ui;
 
 /// The directory, relative to the instance directory (the one `status` measures).
@@ -46,7 +46,7 @@ pub async fn volume_backups(
     let Some(pod) = crate::onboarding::find_running_app_pod(&pods, namespace).await? else {
         return Ok(None);
     };
-    Ok(Some(list(&app(&pods, namespace, pod)).await?))
+    Ok(Some(list(&app_container(&pods, namespace, pod)).await?))
 }
 
 /// Copies the backup `name` from the app's volume to `destination`, streamed through a
@@ -69,7 +69,7 @@ pub async fn pull(
     }
     let pods = Api::<Pod>::namespaced(client.clone(), namespace);
     let pod = crate::onboarding::running_app_pod(&pods, namespace, "copy the backup from").await?;
-    let app = app(&pods, namespace, pod);
+    let app = app_container(&pods, namespace, pod);
     let listed = list(&app).await?;
     let Some(backup) = listed.iter().find(|b| b.name == name) else {
         return Err(unknown(name, &listed));
@@ -162,15 +162,6 @@ fn unknown(name: &str, listed: &[VolumeBackup]) -> Error {
         format!("no backup named {name:?} on the app's volume"),
         help,
     )
-}
-
-fn app<'a>(pods: &'a Api<Pod>, namespace: &'a str, pod: String) -> Container<'a> {
-    Container {
-        pods,
-        namespace,
-        pod,
-        name: meta::APP_NAME,
-    }
 }
 
 async fn list(app: &Container<'_>) -> Result<Vec<VolumeBackup>> {
