@@ -222,6 +222,41 @@ mod tests {
         text.parse().unwrap()
     }
 
+    fn record(revision: u32, result: &str) -> Record {
+        Record {
+            revision,
+            profile: "frank".into(),
+            profile_digest: "sha256:00".into(),
+            inventory: vec![],
+            images: Default::default(),
+            time: String::new(),
+            result: result.into(),
+            action: "install".into(),
+            applied: None,
+        }
+    }
+
+    #[test]
+    fn an_upgrade_goes_back_to_the_newest_deployed_revision_and_needs_one() {
+        let history = [
+            record(1, "deployed"),
+            record(2, "deployed"),
+            record(3, "failed: crash"),
+        ];
+        assert_eq!(rollback_point(&history, "ns").unwrap().revision, 2);
+
+        let none = rollback_point(&[], "ns").unwrap_err();
+        assert_eq!(none.exit_code(), crate::error::exit::NOT_INSTALLED);
+        let never = rollback_point(&history[2..], "ns").unwrap_err();
+        assert_eq!(never.exit_code(), crate::error::exit::NOT_HEALTHY);
+        assert!(
+            never
+                .to_string()
+                .contains("ever deployed (the last one failed: crash)"),
+            "{never}"
+        );
+    }
+
     #[test]
     fn a_tag_replaces_the_app_images_tag_or_digest() {
         let current = image("ghcr.io/paperclipai/paperclip:sha-3494e84");
