@@ -251,6 +251,41 @@ pub enum Command {
                       step failed."
     )]
     Restore(RestoreArgs),
+
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(
+        long_about = "Print the completion script for a shell to stdout, generated from the same \
+                      definitions as --help, so it always knows every verb and flag.",
+        after_help = "Examples:\n  \
+                      paperclipctl completions bash > ~/.local/share/bash-completion/completions/paperclipctl\n  \
+                      paperclipctl completions zsh > \"${fpath[1]}/_paperclipctl\"\n  \
+                      paperclipctl completions fish > ~/.config/fish/completions/paperclipctl.fish"
+    )]
+    Completions(CompletionsArgs),
+
+    /// Print the manual page (roff), or write one page per verb into a directory
+    #[command(
+        long_about = "Print paperclipctl(1) in roff to stdout, generated from the same definitions \
+                      as --help. With --dir, write paperclipctl.1 and one page per verb \
+                      (paperclipctl-install.1, …) into that directory instead; install.sh does \
+                      this into share/man/man1 beside the binary.",
+        after_help = "Example: paperclipctl man | man -l -"
+    )]
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write paperclipctl.1 and a page per verb into this directory (created when missing)
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

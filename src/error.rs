@@ -88,6 +88,16 @@ pub enum Error {
     #[diagnostic(code(paperclipctl::output))]
     Output(#[from] std::io::Error),
 
+    #[error("cannot write {}", path.display())]
+    #[diagnostic(
+        code(paperclipctl::file),
+        help("check that the directory exists and that you may write to it")
+    )]
+    WriteFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+
     #[error("cannot serialize the output: {0}")]
     #[diagnostic(code(paperclipctl::output))]
     Serialize(String),
@@ -104,7 +114,9 @@ impl Error {
             Error::NotHealthy { .. } => exit::NOT_HEALTHY,
             Error::Preflight { .. } => exit::PREFLIGHT,
             Error::NotInstalled { .. } => exit::NOT_INSTALLED,
-            Error::Output(_) | Error::Serialize(_) | Error::Image(_) => exit::FAILURE,
+            Error::Output(_) | Error::WriteFile { .. } | Error::Serialize(_) | Error::Image(_) => {
+                exit::FAILURE
+            }
         }
     }
 

@@ -1,10 +1,12 @@
 //! One module per verb. Each is thin: load the profile, build a plan, hand it to the printer.
 
 mod backup;
+mod completions;
 mod guided;
 mod history;
 pub mod image;
 mod install;
+mod man;
 mod plan;
 mod profile;
 mod restore;
@@ -36,6 +38,8 @@ pub fn run(cli: &Cli, ui: &Ui) -> Result<()> {
         Command::Ssh(args) => ssh::run(&cli.global, args, ui),
         Command::Backup(args) => backup::run(&cli.global, args, ui),
         Command::Restore(args) => restore::run(&cli.global, args, ui),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
     }
 }
 

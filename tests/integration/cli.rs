@@ -232,3 +232,84 @@ fn every_verb_has_help() {
     assert!(top.contains("Exit codes: 0 success, 1 failure, 2 invalid input"));
     assert_eq!(paperclipctl(&["no-such-verb"]).code, 2);
 }
+
+#[test]
+fn bash_completion_completes_verbs_and_flags() {
+    let run = paperclipctl(&["completions", "bash"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("paperclipctl.bash");
+    std::fs::write(&script, &run.stdout).unwrap();
+    // What bash does on <TAB>: fill COMP_WORDS/COMP_CWORD and call the registered function.
+    let complete = |line: &str| {
+        let probe = format!(
+            "source {}; COMP_WORDS=({line}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+             COMP_LINE=\"{line}\"; COMP_POINT=${{#COMP_LINE}}; _paperclipctl paperclipctl; \
+             printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            script.display()
+        );
+        let out = Command::new("bash").arg("-c").arg(probe).output().unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let verbs = complete("paperclipctl u");
+    assert!(verbs.lines().any(|w| w == "upgrade"), "{verbs}");
+    assert!(verbs.lines().any(|w| w == "uninstall"), "{verbs}");
+    let flags = complete("paperclipctl restore --o");
+    assert!(flags.lines().any(|w| w == "--other-namespace"), "{flags}");
+}
+
+#[test]
+fn completions_for_an_unknown_shell_are_refused_as_usage() {
+    let run = paperclipctl(&["completions", "tcsh"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("invalid value 'tcsh'"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn man_pages_cover_every_verb_and_name_an_unwritable_directory() {
+    let page = paperclipctl(&["man"]);
+    assert_eq!(page.code, 0, "{}", page.stderr);
+    assert!(
+        page.stdout.contains(".TH paperclipctl 1"),
+        "{}",
+        page.stdout
+    );
+    for verb in [
+        "install",
+        "upgrade",
+        "rollback",
+        "backup",
+        "restore",
+        "uninstall",
+        "ssh",
+    ] {
+        assert!(
+            page.stdout.contains(&format!("paperclipctl\\-{verb}(1)")),
+            "{verb}"
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("man1");
+    let run = paperclipctl(&["man", "--dir", out.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let install = std::fs::read_to_string(out.join("paperclipctl-install.1")).unwrap();
+    assert!(install.contains("\\-\\-dry\\-run"), "{install}");
+    assert!(out.join("paperclipctl-backup-pull.1").exists());
+
+    let blocked = dir.path().join("file");
+    std::fs::write(&blocked, "").unwrap();
+    let target = blocked.join("man1");
+    let run = paperclipctl(&["man", "--dir", target.to_str().unwrap()]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr
+            .contains(&format!("cannot write {}", target.display())),
+        "{}",
+        run.stderr
+    );
+}
