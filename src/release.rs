@@ -104,6 +104,7 @@ pub async fn history(client: &kube::Client, namespace: &str) -> Result<Vec<Recor
 
 /// Stores `record` as the next revision and returns its number.
 pub async fn store(client: &kube::Client, namespace: &str, mut record: Record) -> Result<u32> {
+    crate::cluster::lock::ensure_held().await?;
     let revision = history(client, namespace)
         .await?
         .last()

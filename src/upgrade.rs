@@ -104,7 +104,8 @@ pub async fn run(
             previous.revision
         ));
     }
-    let (lock, namespace_change) = install::take_lock(client, upgrade.release, &values).await?;
+    let (lock, namespace_change, values) =
+        install::take_lock(client, upgrade.profile, upgrade.release, &values).await?;
     if let Some(path) = &upgrade.backup {
         progress(Event::Step("backup before the upgrade"));
         if let Err(e) = backup::backup(client, namespace, path, ui).await {

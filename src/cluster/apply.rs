@@ -83,6 +83,9 @@ pub async fn apply(
     value: &Value,
     dry_run: bool,
 ) -> Result<Change> {
+    if !dry_run {
+        super::lock::ensure_held().await?;
+    }
     let kind = object.kind();
     let name = object.name();
     let namespace = object.namespace();

@@ -65,7 +65,8 @@ pub fn run(global: &Global, args: &RollbackArgs, ui: &Ui) -> Result<()> {
             ))?;
             return Ok(());
         }
-        let (lock, _) = install::take_lock(client, release, values).await?;
+        let (lock, _, values) = install::take_lock(client, profile, release, values).await?;
+        let prepared = (release.clone(), values);
         progress.event(Event::Step(&format!("rolling back to {heading}")));
         let deployed = rollback::deploy(
             client,
