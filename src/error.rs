@@ -22,6 +22,10 @@ pub mod exit {
     pub const PREFLIGHT: u8 = 6;
     /// No release is installed in the namespace (no release record): nothing to report on.
     pub const NOT_INSTALLED: u8 = 7;
+    /// SIGINT ended the run (128 + the signal's number, as shells report it).
+    pub const INTERRUPTED: u8 = 130;
+    /// SIGTERM ended the run.
+    pub const TERMINATED: u8 = 143;
 }
 
 #[derive(Debug, thiserror::Error, Diagnostic)]
@@ -88,6 +92,10 @@ pub enum Error {
     #[diagnostic(code(paperclipctl::output))]
     Output(#[from] std::io::Error),
 
+    #[error("interrupted by {signal}; temporary files were removed")]
+    #[diagnostic(code(paperclipctl::interrupted))]
+    Interrupted { signal: &'static str },
+
     #[error("cannot serialize the output: {0}")]
     #[diagnostic(code(paperclipctl::output))]
     Serialize(String),
@@ -105,6 +113,8 @@ impl Error {
             Error::Preflight { .. } => exit::PREFLIGHT,
             Error::NotInstalled { .. } => exit::NOT_INSTALLED,
             Error::Output(_) | Error::Serialize(_) | Error::Image(_) => exit::FAILURE,
+            Error::Interrupted { signal: "SIGTERM" } => exit::TERMINATED,
+            Error::Interrupted { .. } => exit::INTERRUPTED,
         }
     }
 

@@ -369,7 +369,7 @@ async fn backup_and_restore_bring_back_rows_and_the_master_key_and_refuse_a_tamp
 
     psql(&pods, "DROP TABLE backup_t").await;
     std::fs::remove_file(&key).unwrap();
-    let restored = run(ns, &["restore", archive_arg]).await;
+    let restored = run(ns, &["restore", archive_arg, "--yes"]).await;
     assert!(
         restored.status.success(),
         "{}\n{}",
@@ -381,7 +381,7 @@ async fn backup_and_restore_bring_back_rows_and_the_master_key_and_refuse_a_tamp
 
     tamper(&archive);
     psql(&pods, "DELETE FROM backup_t WHERE id > 200").await;
-    let refused = run(ns, &["restore", archive_arg]).await;
+    let refused = run(ns, &["restore", archive_arg, "--yes"]).await;
     let stderr = text(&refused.stderr);
     assert_eq!(refused.status.code(), Some(2), "{stderr}");
     assert!(
