@@ -8,6 +8,7 @@ mod install;
 mod preflight;
 mod profile_errors;
 mod render;
+mod restore;
 mod secrets;
 mod shell_image;
 mod sidecar;
