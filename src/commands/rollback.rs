@@ -26,6 +26,7 @@ pub fn run(global: &Global, args: &RollbackArgs, ui: &Ui) -> Result<()> {
             return Err(status::not_installed(&namespace));
         }
         let target = rollback::target(&history, args.revision)?;
+        release::verify(client, &namespace, target).await?;
         let profile = target
             .applied
             .as_ref()

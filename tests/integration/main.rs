@@ -7,6 +7,7 @@ mod harness;
 mod install;
 mod preflight;
 mod profile_errors;
+mod records;
 mod render;
 mod restore;
 mod secrets;
