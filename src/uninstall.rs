@@ -161,6 +161,7 @@ pub async fn delete(
     progress: &(dyn Fn(Event<'_>) + Sync),
 ) -> Result<()> {
     for found in objects {
+        crate::cluster::lock::ensure_held().await?;
         delete_one(
             client,
             &found.kind,

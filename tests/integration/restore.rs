@@ -499,7 +499,7 @@ async fn an_app_that_does_not_stop_in_time_is_scaled_back_with_its_key() {
         .unwrap();
     let forged = r.forged("other-key.tar.zst", "", b"a-key-from-elsewhere\n");
 
-    let timed_out = r.restore(&[&forged, "--yes", "--timeout", "5s"]).await;
+    let timed_out = r.restore(&[&forged, "--yes", "--timeout", "15s"]).await;
     let stderr = text(&timed_out.stderr);
     let release = json!({"metadata": {"finalizers": null}});
     pods.patch(&app, &PatchParams::default(), &Patch::Merge(&release))
@@ -507,7 +507,7 @@ async fn an_app_that_does_not_stop_in_time_is_scaled_back_with_its_key() {
         .unwrap();
     assert_eq!(timed_out.status.code(), Some(5), "{stderr}");
     assert!(
-        stderr.contains(&format!("app pod {app} did not stop within 5s")),
+        stderr.contains(&format!("app pod {app} did not stop within 15s")),
         "{stderr}"
     );
     assert_eq!(r.replicas().await, 1, "the app is scaled back up");
