@@ -110,9 +110,13 @@ pub async fn restore(target: &Target<'_>, manifest: &Manifest, dir: &Path, ui: &
         crate::onboarding::running_app_pod(&pods, namespace, "put the instance files back into")
             .await?;
     let container = app_container(&pods, namespace, app_pod);
+    // The parts this run began to replace: only those are put back (an older run's leftovers
+    // beside the others are not this run's to move).
+    let mut begun = Vec::new();
     let put = signal::or_interrupted(async {
         crate::cluster::lock::ensure_held().await?;
         for part in [MASTER_KEY, CONFIG] {
+            begun.push(part);
             let bytes = std::fs::read(dir.join(part)).map_err(Error::Output)?;
             container
                 .run(
@@ -130,7 +134,7 @@ pub async fn restore(target: &Target<'_>, manifest: &Manifest, dir: &Path, ui: &
     .await;
     if let Err(cause) = put {
         // The app still runs with the key it read when it started: the files go back, no restart.
-        return Err(match put_back_files(&container).await {
+        return Err(match put_back_files(&container, &begun).await {
             Ok(()) => cause,
             Err(e) => left_kept(namespace, &cause, &e),
         });
@@ -166,13 +170,21 @@ pub async fn restore(target: &Target<'_>, manifest: &Manifest, dir: &Path, ui: &
 
     signal::or_interrupted(available(target)).await?;
     ui.note(&format!("✓ Deployment/{} available", meta::APP_NAME));
-    if let Ok(pod) = crate::onboarding::running_app_pod(&pods, namespace, "tidy up").await {
+    let tidied = async {
+        let pod = crate::onboarding::running_app_pod(&pods, namespace, "tidy up").await?;
+        let container = app_container(&pods, namespace, pod);
         for part in [MASTER_KEY, CONFIG] {
-            let container = app_container(&pods, namespace, pod.clone());
             container
                 .output("removing the kept files", DROP_KEPT_SCRIPT, &[part])
                 .await?;
         }
+        Ok::<(), Error>(())
+    };
+    if let Err(e) = tidied.await {
+        ui.note(&format!(
+            "warning: the key and config kept beside the restored ones (*.paperclipctl-old) \
+             are still on the app's volume: {e}"
+        ));
     }
 
     if tables != manifest.tables {
@@ -272,7 +284,7 @@ async fn put_back(target: &Target<'_>, pods: &Api<Pod>, ui: &Ui, cause: Error) -
         let pod =
             crate::onboarding::running_app_pod(pods, namespace, "put the kept files back into")
                 .await?;
-        put_back_files(&app_container(pods, namespace, pod)).await?;
+        put_back_files(&app_container(pods, namespace, pod), &[MASTER_KEY, CONFIG]).await?;
         // The app read the archive's key when it started: restart it with the kept one.
         for pod in crate::onboarding::app_pods(pods, namespace).await? {
             let name = pod.metadata.name.unwrap_or_default();
@@ -293,8 +305,8 @@ async fn put_back(target: &Target<'_>, pods: &Api<Pod>, ui: &Ui, cause: Error) -
     }
 }
 
-async fn put_back_files(container: &super::exec::Container<'_>) -> Result<()> {
-    for part in [MASTER_KEY, CONFIG] {
+async fn put_back_files(container: &super::exec::Container<'_>, parts: &[&str]) -> Result<()> {
+    for part in parts {
         container
             .output("putting the kept file back", PUT_BACK_SCRIPT, &[part])
             .await?;
