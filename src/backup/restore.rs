@@ -250,8 +250,9 @@ async fn stop_and_load(
         .ends_with(COMMITTED)
     {
         return Err(Error::not_healthy(
-            "the dump did not reach the database whole; the load rolled back",
-            "run the restore again",
+            "psql did not confirm that the restore committed (the dump may not have arrived \
+             whole, and then it rolled back)",
+            "check the row counts with `psql` in the database pod, then run the restore again",
         ));
     }
     counts(&db).await
