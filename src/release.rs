@@ -205,11 +205,13 @@ pub async fn store(client: &kube::Client, namespace: &str, mut record: Record) -
         )])),
         ..Default::default()
     };
-    // The digest first: a record is never stored without the digest that vouches for it.
+    // The digest first, so a stored record always has one, unless the user may not change
+    // the Namespace: then the revision is still recorded (the deploy happened), and a rollback
+    // to it is refused like one to any record without a digest.
     let annotation = json!({"metadata": {"annotations": {
         digest_annotation(revision): sha256(&json),
     }}});
-    Api::<Namespace>::all(client.clone())
+    let kept = Api::<Namespace>::all(client.clone())
         .patch(
             namespace,
             &PatchParams {
@@ -218,8 +220,15 @@ pub async fn store(client: &kube::Client, namespace: &str, mut record: Record) -
             },
             &Patch::Merge(&annotation),
         )
-        .await
-        .map_err(|e| api_error(e, "patch", "namespaces", None))?;
+        .await;
+    match kept {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 403 => eprintln!(
+            "warning: revision {revision}'s digest could not be kept on Namespace {namespace} \
+             (forbidden: patch namespaces); a rollback to it will be refused"
+        ),
+        Err(e) => return Err(api_error(e, "patch", "namespaces", None)),
+    }
     Api::<Secret>::namespaced(client.clone(), namespace)
         .create(&PostParams::default(), &secret)
         .await
