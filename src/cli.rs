@@ -241,14 +241,20 @@ pub enum Command {
     /// Put back an archive written by `backup`: database, master key and config
     #[command(
         long_about = "Check every part of the archive against its manifest (a changed or foreign \
-                      archive is refused and nothing changes), put the master key and config back \
-                      on the app's volume, scale the app to 0, replace the database's contents \
-                      with the dump in one transaction, check every table's row count against \
-                      the manifest, and scale the app back up and wait until it is available.",
+                      archive, or a dump holding psql meta-commands such as \\!, is refused and \
+                      nothing changes), name the cluster and namespace it will replace and ask \
+                      (or take --yes), take the release lock, write a safety backup of what is \
+                      there now, put the master key and config on the app's volume keeping the \
+                      current ones beside them, scale the app to 0, replace the database's \
+                      contents with the dump in one transaction, check every table's row count \
+                      against the manifest, and scale the app back up and wait until it is \
+                      available. When a step fails the app is scaled back up and the kept key \
+                      and config are put back.",
         after_help = "A backup of another namespace is refused unless --other-namespace says the \
-                      move is meant.\n\
-                      Exit codes: 0 restored, 2 the archive was refused (nothing changed), 5 a \
-                      step failed."
+                      move is meant. Without a terminal, a restore needs --yes.\n\
+                      Exit codes: 0 restored, 2 the archive was refused or no confirmation \
+                      (nothing changed), 4 another run holds the release lock, 5 a step failed, \
+                      130/143 interrupted (the app is scaled back up first)."
     )]
     Restore(RestoreArgs),
 
@@ -344,6 +350,10 @@ pub struct RestoreArgs {
     /// Restore a backup taken in another namespace into this one (a move; refused otherwise)
     #[arg(long)]
     pub other_namespace: bool,
+
+    /// How long the app may take to stop, and to come back, e.g. 90s, 5m
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

@@ -22,6 +22,10 @@ pub mod exit {
     pub const PREFLIGHT: u8 = 6;
     /// No release is installed in the namespace (no release record): nothing to report on.
     pub const NOT_INSTALLED: u8 = 7;
+    /// SIGINT ended the run (128 + the signal's number, as shells report it).
+    pub const INTERRUPTED: u8 = 130;
+    /// SIGTERM ended the run.
+    pub const TERMINATED: u8 = 143;
 }
 
 #[derive(Debug, thiserror::Error, Diagnostic)]
@@ -98,6 +102,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error("interrupted by {signal}; temporary files were removed")]
+    #[diagnostic(code(paperclipctl::interrupted))]
+    Interrupted { signal: &'static str },
+
     #[error("cannot serialize the output: {0}")]
     #[diagnostic(code(paperclipctl::output))]
     Serialize(String),
@@ -117,6 +125,8 @@ impl Error {
             Error::Output(_) | Error::WriteFile { .. } | Error::Serialize(_) | Error::Image(_) => {
                 exit::FAILURE
             }
+            Error::Interrupted { signal: "SIGTERM" } => exit::TERMINATED,
+            Error::Interrupted { .. } => exit::INTERRUPTED,
         }
     }
 

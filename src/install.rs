@@ -65,7 +65,7 @@ pub async fn run(
     if up_to_date(client, profile, release, &values, history.last()).await? {
         return unchanged(client, release).await;
     }
-    let (lock, namespace) = take_lock(client, release, &values).await?;
+    let (lock, namespace, values) = take_lock(client, profile, release, &values).await?;
     let mut changes = vec![namespace];
     let deployed = deploy(client, release, &values, timeout, progress, &mut changes).await;
     let revision = record(client, profile, release, "install", &deployed).await;
@@ -88,17 +88,26 @@ pub(crate) async fn unchanged(client: &kube::Client, release: &Release) -> Resul
 }
 
 /// Applies the release's namespace (the lock lives in it; rendering puts it first) and takes
-/// the lock; returns it with what applying the namespace did.
+/// the lock; returns it with what applying the namespace did and the values to apply, read
+/// again under the lock: generated values (the database password) read before it may have been
+/// written since by the run that held it, and only values read under the lock are ever written.
 pub(crate) async fn take_lock(
     client: &kube::Client,
+    profile: &Profile,
     release: &Release,
     values: &[Value],
-) -> Result<(Lock, (String, Change))> {
+) -> Result<(Lock, (String, Change), Vec<Value>)> {
     let first = release.objects().next().expect("a release has objects");
     debug_assert!(matches!(first, Object::Namespace(_)));
     let change = apply::apply(client, first, &values[0], false).await?;
     let lock = Lock::acquire(client, &release.namespace).await?;
-    Ok((lock, (first.id(), change)))
+    match self::values(client, profile, release).await {
+        Ok(values) => Ok((lock, (first.id(), change), values)),
+        Err(e) => {
+            lock.release().await;
+            Err(e)
+        }
+    }
 }
 
 /// Applies the waves in order (each waited for), onboards the instance when it is not yet, and

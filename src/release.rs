@@ -1,17 +1,23 @@
 //! Release records: one small labelled Secret per revision in the release's namespace (as Helm
 //! keeps them), saying what was installed, from which profile, and how it ended.
+//!
+//! Anyone who may create Secrets in the namespace could plant a record, and a rollback deploys
+//! what a record says (images, keys, the secret store's address). So each record's sha256 is
+//! also kept where namespaced rights do not reach: an annotation of the cluster-scoped
+//! Namespace. A record is deployed again only when its digest matches ([`verify`]).
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::cluster::api_error;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::profile::Profile;
 use crate::render::{Release, meta};
 
@@ -42,6 +48,9 @@ pub struct Record {
     /// before profiles were kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied: Option<Profile>,
+    /// sha256 of the record as stored, computed when read (never stored in the record itself).
+    #[serde(skip)]
+    pub stored_digest: String,
 }
 
 fn install_action() -> String {
@@ -81,7 +90,55 @@ pub fn record(
         result,
         action: action.to_string(),
         applied: Some(profile.clone()),
+        stored_digest: String::new(),
     }
+}
+
+/// The Namespace annotation holding the digest of revision `revision`'s record.
+fn digest_annotation(revision: u32) -> String {
+    format!("release.paperclipctl.io/v{revision}")
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    let hex: String = Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256:{hex}")
+}
+
+/// Fails unless `record` is one paperclipctl stored: its digest matches the one kept on the
+/// Namespace. Called before a record's profile is deployed again.
+pub async fn verify(client: &kube::Client, namespace: &str, record: &Record) -> Result<()> {
+    let kept = Api::<Namespace>::all(client.clone())
+        .get(namespace)
+        .await
+        .map_err(|e| api_error(e, "get", "namespaces", None))?
+        .metadata
+        .annotations
+        .and_then(|a| a.get(&digest_annotation(record.revision)).cloned());
+    if kept.as_deref() == Some(record.stored_digest.as_str()) {
+        return Ok(());
+    }
+    let why = match kept {
+        None => "no digest of it is kept on the Namespace (it was not written by paperclipctl, \
+                 or before digests were kept)"
+            .to_string(),
+        Some(_) => {
+            "it differs from the one paperclipctl stored (it was changed or replaced)".to_string()
+        }
+    };
+    Err(Error::usage(
+        format!(
+            "revision {}'s record is not trusted, so it is not deployed: {why}",
+            record.revision
+        ),
+        format!(
+            "look at it with `paperclipctl history -n {namespace}` and `kubectl get secret -n \
+             {namespace} -l {RELEASE_LABEL}`; to go back to that configuration, install its \
+             profile with `paperclipctl install --profile FILE`"
+        ),
+    ))
 }
 
 /// Every stored revision, oldest first.
@@ -96,7 +153,13 @@ pub async fn history(client: &kube::Client, namespace: &str) -> Result<Vec<Recor
         .items
         .iter()
         .filter_map(|s| s.data.as_ref()?.get("release"))
-        .filter_map(|bytes| serde_json::from_slice(&bytes.0).ok())
+        .filter_map(|bytes| {
+            let record: Record = serde_json::from_slice(&bytes.0).ok()?;
+            Some(Record {
+                stored_digest: sha256(&bytes.0),
+                ..record
+            })
+        })
         .collect();
     records.sort_by_key(|r| r.revision);
     Ok(records)
@@ -104,6 +167,7 @@ pub async fn history(client: &kube::Client, namespace: &str) -> Result<Vec<Recor
 
 /// Stores `record` as the next revision and returns its number.
 pub async fn store(client: &kube::Client, namespace: &str, mut record: Record) -> Result<u32> {
+    crate::cluster::lock::ensure_held().await?;
     let revision = history(client, namespace)
         .await?
         .last()
@@ -123,6 +187,7 @@ pub async fn store(client: &kube::Client, namespace: &str, mut record: Record) -
             meta::MANAGED_BY.1.to_string(),
         ),
     ]);
+    let json = serde_json::to_vec(&record).expect("a record always serializes");
     let secret = Secret {
         metadata: ObjectMeta {
             name: Some(format!(
@@ -136,10 +201,34 @@ pub async fn store(client: &kube::Client, namespace: &str, mut record: Record) -
         type_: Some(SECRET_TYPE.into()),
         data: Some(BTreeMap::from([(
             "release".to_string(),
-            ByteString(serde_json::to_vec(&record).expect("a record always serializes")),
+            ByteString(json.clone()),
         )])),
         ..Default::default()
     };
+    // The digest first, so a stored record always has one, unless the user may not change
+    // the Namespace: then the revision is still recorded (the deploy happened), and a rollback
+    // to it is refused like one to any record without a digest.
+    let annotation = json!({"metadata": {"annotations": {
+        digest_annotation(revision): sha256(&json),
+    }}});
+    let kept = Api::<Namespace>::all(client.clone())
+        .patch(
+            namespace,
+            &PatchParams {
+                field_manager: Some("paperclipctl-records".into()),
+                ..Default::default()
+            },
+            &Patch::Merge(&annotation),
+        )
+        .await;
+    match kept {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 403 => eprintln!(
+            "warning: revision {revision}'s digest could not be kept on Namespace {namespace} \
+             (forbidden: patch namespaces); a rollback to it will be refused"
+        ),
+        Err(e) => return Err(api_error(e, "patch", "namespaces", None)),
+    }
     Api::<Secret>::namespaced(client.clone(), namespace)
         .create(&PostParams::default(), &secret)
         .await

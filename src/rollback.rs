@@ -109,6 +109,7 @@ mod tests {
             result: result.into(),
             action: "install".into(),
             applied: Some(profile),
+            stored_digest: String::new(),
         }
     }
 

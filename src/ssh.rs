@@ -56,7 +56,9 @@ pub fn mosh_command(shell: &Shell) -> Option<String> {
 }
 
 /// The `Host paperclip-shell` block; `proxy` is the command line a port-forward route runs as
-/// `ProxyCommand` (it carries the connection on its stdin and stdout).
+/// `ProxyCommand` (it carries the connection on its stdin and stdout). ssh expands `%` tokens
+/// in `ProxyCommand`, so a literal `%` (in a path, say) is written `%%`; callers refuse control
+/// characters first (see [`refuse_control`]), which would start lines of their own.
 pub fn config_block(route: &Route, proxy: &str) -> String {
     let mut block = format!("Host {HOST_ALIAS}\n");
     match route {
@@ -65,19 +67,41 @@ pub fn config_block(route: &Route, proxy: &str) -> String {
         }
         Route::PortForward => {
             block.push_str(&format!("    HostName {HOST_ALIAS}\n"));
-            block.push_str(&format!("    ProxyCommand {proxy}\n"));
+            block.push_str(&format!("    ProxyCommand {}\n", proxy.replace('%', "%%")));
         }
     }
     block.push_str(&format!("    User {USER}\n"));
     block
 }
 
-/// `config` with the `Host paperclip-shell` block replaced by `block` in place (up to the next
-/// `Host` or `Match` line), or appended when there is none; every other line is kept as it was.
+/// Fails when `value` (given as `what`, e.g. `--context`) holds a control character: a newline
+/// in `~/.ssh/config` starts a directive of its own (a `Host *` with a `ProxyCommand` runs
+/// anything for every host).
+pub fn refuse_control(what: &str, value: &str) -> Result<()> {
+    match value.chars().find(|c| c.is_control()) {
+        None => Ok(()),
+        Some(c) => Err(Error::usage(
+            format!(
+                "{what} holds the control character {:?}, which cannot go into an ssh config",
+                c
+            ),
+            format!("pass {what} without newlines or other control characters"),
+        )),
+    }
+}
+
+/// The options this block writes: the lines of an existing block that the new one replaces.
+const OUR_OPTIONS: [&str; 4] = ["hostname", "port", "proxycommand", "user"];
+
+/// `config` with the `Host paperclip-shell` block replaced by `block` in place, or appended when
+/// there is none. Only the options the block sets are replaced: comments, blank lines and
+/// options someone added under the alias stay where they were, as does every other line.
 pub fn update_config(config: &str, block: &str) -> String {
-    let starts_section = |line: &str| {
-        let word = line.split_whitespace().next().unwrap_or_default();
-        word.eq_ignore_ascii_case("host") || word.eq_ignore_ascii_case("match")
+    let first_word = |line: &str| {
+        line.split(|c: char| c.is_whitespace() || c == '=')
+            .find(|w| !w.is_empty())
+            .unwrap_or_default()
+            .to_ascii_lowercase()
     };
     let is_ours = |line: &str| {
         let mut words = line.split_whitespace();
@@ -87,21 +111,23 @@ pub fn update_config(config: &str, block: &str) -> String {
     };
     let mut out = String::new();
     let mut replaced = false;
-    let mut skipping = false;
+    let mut in_ours = false;
     for line in config.lines() {
-        if skipping && starts_section(line) {
-            skipping = false;
+        let word = first_word(line);
+        if word == "host" || word == "match" {
+            in_ours = false;
         }
-        if !skipping && is_ours(line) && !replaced {
+        if !replaced && is_ours(line) {
             out.push_str(block);
             replaced = true;
-            skipping = true;
+            in_ours = true;
             continue;
         }
-        if !skipping {
-            out.push_str(line);
-            out.push('\n');
+        if in_ours && OUR_OPTIONS.contains(&word.as_str()) {
+            continue;
         }
+        out.push_str(line);
+        out.push('\n');
     }
     if !replaced {
         if !out.is_empty() && !out.ends_with("\n\n") {
@@ -202,6 +228,22 @@ mod tests {
     }
 
     #[test]
+    fn a_percent_in_the_proxy_command_is_not_expanded_by_ssh() {
+        let block = config_block(&Route::PortForward, "'/opt/100%/paperclipctl' ssh --stdio");
+        assert!(
+            block.contains("ProxyCommand '/opt/100%%/paperclipctl' ssh --stdio\n"),
+            "{block}"
+        );
+        let refused = refuse_control("--context", "prod\nHost *").unwrap_err();
+        assert_eq!(refused.exit_code(), crate::error::exit::INVALID_INPUT);
+        assert!(
+            refused
+                .to_string()
+                .contains("--context holds the control character")
+        );
+    }
+
+    #[test]
     fn updating_replaces_our_block_in_place_and_keeps_other_hosts() {
         let block = config_block(
             &Route::Direct {
@@ -215,9 +257,15 @@ mod tests {
         let updated = update_config(config, &block);
         assert_eq!(
             updated,
-            "Host a\n    User x\n\nHost paperclip-shell\n    HostName 10.0.0.9\n    Port 22\n    User agent\nHost b\n    Port 2\n"
+            "Host a\n    User x\n\nHost paperclip-shell\n    HostName 10.0.0.9\n    Port 22\n    User agent\n\nHost b\n    Port 2\n"
         );
         assert_eq!(update_config(&updated, &block), updated);
+        // Comments and options added under the alias stay; only the block's own options go.
+        let commented = "Host paperclip-shell\n    HostName old\n    IdentityFile ~/.ssh/k\n# keep me\n\n# and me\nHost b\n";
+        assert_eq!(
+            update_config(commented, &block),
+            format!("{block}    IdentityFile ~/.ssh/k\n# keep me\n\n# and me\nHost b\n")
+        );
         let appended = update_config("Host a\n    User x\n", &block);
         assert_eq!(appended, format!("Host a\n    User x\n\n{block}"));
     }

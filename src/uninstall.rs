@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Preconditions};
 use kube::runtime::wait::{await_condition, conditions};
 
 use crate::cluster::api_error;
@@ -42,6 +42,8 @@ pub struct Found {
     phase: u8,
     /// Data: volumes, the database password and the release records survive unless purging.
     pub kept: bool,
+    /// The object found: deleted only while it is still this one (not a namesake made since).
+    pub uid: Option<String>,
 }
 
 impl Found {
@@ -123,6 +125,7 @@ pub async fn inventory(client: &kube::Client, release: &Release) -> Result<Inven
                 namespace: Some(namespace.to_string()),
                 phase,
                 kept,
+                uid: object.metadata.uid.clone(),
             });
         }
     }
@@ -139,6 +142,7 @@ pub async fn inventory(client: &kube::Client, release: &Release) -> Result<Inven
                 namespace: None,
                 phase: 3,
                 kept: false,
+                uid: live.metadata.uid.clone(),
             });
         }
     }
@@ -157,11 +161,13 @@ pub async fn delete(
     progress: &(dyn Fn(Event<'_>) + Sync),
 ) -> Result<()> {
     for found in objects {
+        crate::cluster::lock::ensure_held().await?;
         delete_one(
             client,
             &found.kind,
             &found.name,
             found.namespace.as_deref(),
+            found.uid.as_deref(),
             timeout,
         )
         .await?;
@@ -170,12 +176,14 @@ pub async fn delete(
     Ok(())
 }
 
-/// Deletes one object (gone already is fine) and watches until it has disappeared.
+/// Deletes one object (gone already is fine) and watches until it has disappeared. With `uid`,
+/// only that very object: one of the same name made since (someone else's) stays.
 async fn delete_one(
     client: &kube::Client,
     kind: &str,
     name: &str,
     namespace: Option<&str>,
+    uid: Option<&str>,
     timeout: Duration,
 ) -> Result<()> {
     let (resource, namespaced) = api_resource(kind);
@@ -184,9 +192,18 @@ async fn delete_one(
         _ => Api::<DynamicObject>::all_with(client.clone(), &resource),
     };
     let id = format!("{kind}/{name}");
-    let uid = match api.delete(name, &DeleteParams::background()).await {
+    let params = DeleteParams {
+        preconditions: uid.map(|uid| Preconditions {
+            uid: Some(uid.to_string()),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    let uid = match api.delete(name, &params).await {
         Ok(either) => either.left().and_then(|o| o.metadata.uid),
         Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+        // Replaced since it was found: the namesake is not ours to delete.
+        Err(kube::Error::Api(s)) if s.code == 409 => return Ok(()),
         Err(e) => return Err(api_error(e, "delete", &id, namespace)),
     };
     let Some(uid) = uid else {
@@ -211,14 +228,15 @@ async fn delete_one(
     }
 }
 
-/// Deletes the namespace when paperclipctl created it and nothing of anybody else's is left in
-/// it; says whether it did. Every listable kind the API serves is looked at (found by discovery),
-/// so a Job or a Role someone added keeps the namespace alive.
+/// Deletes the namespace when nothing of anybody else's is left in it, or says why it was kept.
+/// Every listable kind the API serves is looked at (found by discovery), so a Job or a Role
+/// someone added keeps the namespace alive; so does a kind that cannot be listed (forbidden, a
+/// broken aggregated API), since what it holds is unknown.
 pub async fn delete_namespace_if_empty(
     client: &kube::Client,
     namespace: &str,
     timeout: Duration,
-) -> Result<bool> {
+) -> Result<std::result::Result<(), String>> {
     let discovery = kube::discovery::Discovery::new(client.clone())
         .run()
         .await
@@ -232,20 +250,32 @@ pub async fn delete_namespace_if_empty(
                 continue;
             }
             let api = Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &resource);
-            let Ok(list) = api.list(&ListParams::default()).await else {
-                continue;
+            let list = match api.list(&ListParams::default()).await {
+                Ok(list) => list,
+                // Not served after all (a CRD removed meanwhile): nothing of it can be there.
+                Err(kube::Error::Api(s)) if s.code == 404 => continue,
+                Err(e) => {
+                    return Ok(Err(format!(
+                        "its {} could not be listed ({e}), so it may hold someone else's objects",
+                        resource.plural
+                    )));
+                }
             };
-            if list
+            if let Some(other) = list
                 .items
                 .iter()
-                .any(|o| !left_by_kubernetes(&resource.kind, o))
+                .find(|o| !left_by_kubernetes(&resource.kind, o))
             {
-                return Ok(false);
+                return Ok(Err(format!(
+                    "it still holds {}/{}",
+                    resource.kind,
+                    other.metadata.name.as_deref().unwrap_or_default()
+                )));
             }
         }
     }
-    delete_one(client, "Namespace", namespace, None, timeout).await?;
-    Ok(true)
+    delete_one(client, "Namespace", namespace, None, None, timeout).await?;
+    Ok(Ok(()))
 }
 
 /// What Kubernetes puts in every namespace, or keeps for a while after its owner is gone: not a

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::install::{self, Summary};
 use crate::profile::Profile;
 use crate::profile::types::ImageRef;
-use crate::release::Record;
+use crate::release::{self, Record};
 use crate::render::Release;
 use crate::rollback;
 use crate::status;
@@ -104,7 +104,8 @@ pub async fn run(
             previous.revision
         ));
     }
-    let (lock, namespace_change) = install::take_lock(client, upgrade.release, &values).await?;
+    let (lock, namespace_change, values) =
+        install::take_lock(client, upgrade.profile, upgrade.release, &values).await?;
     if let Some(path) = &upgrade.backup {
         progress(Event::Step("backup before the upgrade"));
         if let Err(e) = backup::backup(client, namespace, path, ui).await {
@@ -183,7 +184,12 @@ async fn recover(
                 "rolling back to revision {}",
                 previous.revision
             )));
-            let deployed = match rollback::prepare(client, profile).await {
+            let trusted = release::verify(client, namespace, previous).await;
+            let prepared = match trusted {
+                Ok(()) => rollback::prepare(client, profile).await,
+                Err(e) => Err(e),
+            };
+            let deployed = match prepared {
                 Ok(prepared) => {
                     let (revision, timeout) = (previous.revision, upgrade.timeout);
                     rollback::deploy(client, profile, &prepared, revision, timeout, progress).await
@@ -233,6 +239,7 @@ mod tests {
             result: result.into(),
             action: "install".into(),
             applied: None,
+            stored_digest: String::new(),
         }
     }
 

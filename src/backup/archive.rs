@@ -14,6 +14,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use flate2::read::GzDecoder;
 use serde::{Deserialize, Serialize};
@@ -82,7 +83,8 @@ pub struct HashingFile {
 impl HashingFile {
     pub fn create(path: &Path) -> Result<Self> {
         Ok(HashingFile {
-            file: File::create(path).map_err(Error::Output)?,
+            // Parts hold the master key and the instance's data: owner-only.
+            file: super::scratch::create(path)?,
             hasher: Sha256::new(),
             size: 0,
         })
@@ -117,14 +119,31 @@ fn hex(bytes: &[u8]) -> String {
 /// Writes the archive to `path` (through a `.partial` file renamed at the end, so a failed
 /// backup never leaves something that looks like an archive), owner-only: it holds the master
 /// key. The manifest comes first, then the parts from `dir`, where each lies under its name.
-pub fn write(path: &Path, dir: &Path, manifest: &Manifest) -> Result<()> {
+///
+/// Setting `cancel` makes the write fail at its next chunk (an interrupted run), leaving nothing.
+pub fn write(path: &Path, dir: &Path, manifest: &Manifest, cancel: &AtomicBool) -> Result<()> {
     let partial = PathBuf::from(format!("{}.partial", path.display()));
+    let written = write_partial(&partial, dir, manifest, cancel)
+        .and_then(|()| std::fs::rename(&partial, path).map_err(Error::Output));
+    if written.is_err() {
+        // Half an archive still holds the master key.
+        let _ = std::fs::remove_file(&partial);
+    }
+    written
+}
+
+fn write_partial(
+    partial: &Path,
+    dir: &Path,
+    manifest: &Manifest,
+    cancel: &AtomicBool,
+) -> Result<()> {
     let file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(&partial)
+        .open(partial)
         .map_err(|e| {
             Error::usage(
                 format!("cannot create {}: {e}", partial.display()),
@@ -142,14 +161,29 @@ pub fn write(path: &Path, dir: &Path, manifest: &Manifest) -> Result<()> {
     for name in PARTS {
         let source = File::open(dir.join(name)).map_err(Error::Output)?;
         let size = source.metadata().map_err(Error::Output)?.len();
-        append(&mut tar, name, size, source)?;
+        append(&mut tar, name, size, Cancellable { source, cancel })?;
     }
     let encoder = tar.into_inner().map_err(Error::Output)?;
     encoder
         .finish()
         .and_then(|f| f.sync_all())
-        .map_err(Error::Output)?;
-    std::fs::rename(&partial, path).map_err(Error::Output)
+        .map_err(Error::Output)
+}
+
+/// A reader that fails once `cancel` is set.
+struct Cancellable<'a, R> {
+    source: R,
+    cancel: &'a AtomicBool,
+}
+
+impl<R: Read> Read for Cancellable<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.cancel.load(Ordering::Relaxed) {
+            // Not ErrorKind::Interrupted: copies retry those.
+            return Err(std::io::Error::other("the backup was interrupted"));
+        }
+        self.source.read(buf)
+    }
 }
 
 fn append<W: Write>(
@@ -247,9 +281,6 @@ pub fn verify(path: &Path, dir: &Path) -> Result<Manifest> {
             return Err(refuse(format!("unexpected entry {name}")));
         };
         let target = dir.join(part);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(Error::Output)?;
-        }
         let mut out = HashingFile::create(&target)?;
         let mut buffer = vec![0; 64 * 1024];
         loop {
@@ -301,7 +332,7 @@ mod tests {
             manifest.parts.insert(name.into(), digest(body));
         }
         let path = dir.join(format!("backup{EXTENSION}"));
-        write(&path, &parts, &manifest).unwrap();
+        write(&path, &parts, &manifest, &AtomicBool::new(false)).unwrap();
         (path, manifest)
     }
 
@@ -359,12 +390,31 @@ mod tests {
     }
 
     #[test]
+    fn a_cancelled_write_leaves_neither_an_archive_nor_a_partial_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, manifest) = archive(dir.path());
+        std::fs::remove_file(&path).unwrap();
+        let cancelled = write(
+            &path,
+            &dir.path().join("parts"),
+            &manifest,
+            &AtomicBool::new(true),
+        );
+        assert!(cancelled.unwrap_err().to_string().contains("interrupted"));
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["parts"]);
+    }
+
+    #[test]
     fn a_part_that_does_not_match_the_manifest_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let parts = dir.path().join("parts");
         let (path, mut manifest) = archive(dir.path());
         manifest.parts.insert(DUMP.into(), digest(b"other"));
-        write(&path, &parts, &manifest).unwrap();
+        write(&path, &parts, &manifest, &AtomicBool::new(false)).unwrap();
         let e = verify(&path, &dir.path().join("out")).unwrap_err();
         assert_eq!(e.exit_code(), crate::error::exit::INVALID_INPUT);
         assert!(

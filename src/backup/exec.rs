@@ -23,8 +23,11 @@ const BUFFER: usize = 4 * CHUNK;
 pub enum Input<'a> {
     Nothing,
     Bytes(&'a [u8]),
-    /// A file on this machine, streamed in chunks (counted on the progress bar).
-    File(&'a Path),
+    /// A file on this machine, streamed in chunks (counted on the progress bar), then `then`.
+    File {
+        path: &'a Path,
+        then: &'a [u8],
+    },
 }
 
 /// One container to run commands in.
@@ -46,6 +49,24 @@ impl Container<'_> {
         input: Input<'_>,
         progress: &ProgressBar,
         sink: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
+    ) -> Result<()> {
+        let stderr = |text: &str| text.trim().to_string();
+        self.run_reporting(what, script, args, input, progress, sink, &stderr)
+            .await
+    }
+
+    /// Like [`Container::run`], with the command's stderr passed through `report` before it
+    /// reaches a message (for commands whose errors quote data).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn run_reporting(
+        &self,
+        what: &str,
+        script: &str,
+        args: &[&str],
+        input: Input<'_>,
+        progress: &ProgressBar,
+        sink: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
+        report: &(dyn Fn(&str) -> String + Sync),
     ) -> Result<()> {
         let mut command = vec!["sh", "-c", script, "sh"];
         command.extend_from_slice(args);
@@ -72,7 +93,7 @@ impl Container<'_> {
             match input {
                 Input::Nothing => {}
                 Input::Bytes(bytes) => writer.write_all(bytes).await?,
-                Input::File(path) => {
+                Input::File { path, then } => {
                     let mut file = tokio::fs::File::open(path).await?;
                     let mut buffer = vec![0; CHUNK];
                     loop {
@@ -83,6 +104,7 @@ impl Container<'_> {
                         writer.write_all(&buffer[..n]).await?;
                         progress.inc(n as u64);
                     }
+                    writer.write_all(then).await?;
                 }
             }
             // Not every exec closes the command's stdin on shutdown: scripts count their input.
@@ -124,7 +146,7 @@ impl Container<'_> {
                 format!(
                     "{what} failed in pod {} ({reason}): {}",
                     self.pod,
-                    errors.trim()
+                    report(&errors)
                 ),
                 format!(
                     "look at the container: kubectl exec -n {} {} -c {} -- sh",

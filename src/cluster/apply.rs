@@ -7,7 +7,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::Value;
 
 use super::api_error;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::render::Object;
 
 pub const FIELD_MANAGER: &str = "paperclipctl";
@@ -83,6 +83,9 @@ pub async fn apply(
     value: &Value,
     dry_run: bool,
 ) -> Result<Change> {
+    if !dry_run {
+        super::lock::ensure_held().await?;
+    }
     let kind = object.kind();
     let name = object.name();
     let namespace = object.namespace();
@@ -92,6 +95,25 @@ pub async fn apply(
         .get_opt(name)
         .await
         .map_err(|e| api_error(e, "get", &resource, namespace))?;
+    if let Some(live) = &live
+        && !crate::render::meta::is_managed(&live.metadata)
+    {
+        // Someone else's: never rewritten, labelled as ours, or later deleted by an uninstall.
+        // A namespace made beforehand simply stays theirs; anything else stops the run.
+        if kind == "Namespace" {
+            return Ok(Change::Unchanged);
+        }
+        return Err(Error::cluster(
+            format!(
+                "{resource}{} exists and was not created by paperclipctl (it lacks the label \
+                 {}={}); it is left alone",
+                namespace.map(|ns| format!(" in {ns}")).unwrap_or_default(),
+                crate::render::meta::MANAGED_BY.0,
+                crate::render::meta::MANAGED_BY.1
+            ),
+            "rename or remove that object, or install the release into another namespace",
+        ));
+    }
     let patch = Patch::Apply(value);
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let would_be = api

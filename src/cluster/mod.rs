@@ -18,6 +18,8 @@ pub struct Cluster {
     pub client: Client,
     /// The API server's URL, for messages.
     pub server: String,
+    /// The kubeconfig context used (`None` for in-cluster credentials), for messages.
+    pub context: Option<String>,
 }
 
 /// How long connecting may take before the API counts as unreachable.
@@ -30,6 +32,7 @@ pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result
         context: context.map(str::to_string),
         ..Default::default()
     };
+    let mut used_context = context.map(str::to_string);
     let config: std::result::Result<Config, String> = match kubeconfig {
         Some(path) => {
             let file = Kubeconfig::read_from(path).map_err(|e| {
@@ -38,6 +41,7 @@ pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result
                     "pass --kubeconfig FILE or set KUBECONFIG to a readable kubeconfig",
                 )
             })?;
+            used_context = used_context.or_else(|| file.current_context.clone());
             Config::from_custom_kubeconfig(file, &options)
                 .await
                 .map_err(|e| e.to_string())
@@ -53,6 +57,9 @@ pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result
             "pass --kubeconfig FILE and --context NAME, or run inside a cluster",
         )
     })?;
+    if used_context.is_none() && kubeconfig.is_none() {
+        used_context = Kubeconfig::read().ok().and_then(|k| k.current_context);
+    }
     let server = config.cluster_url.to_string();
     let client = Client::try_from(config).map_err(|e| {
         Error::cluster(
@@ -61,7 +68,11 @@ pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result
         )
     })?;
     match tokio::time::timeout(CONNECT_TIMEOUT, client.apiserver_version()).await {
-        Ok(Ok(_)) => Ok(Cluster { client, server }),
+        Ok(Ok(_)) => Ok(Cluster {
+            client,
+            server,
+            context: used_context,
+        }),
         Ok(Err(e)) => Err(Error::cluster(
             format!("the Kubernetes API at {server} did not answer: {e}"),
             "check that the cluster is up and that --context names the right one",

@@ -72,6 +72,7 @@ mod tests {
             result: "deployed".into(),
             action: "rollback to 1".into(),
             applied: None,
+            stored_digest: String::new(),
         };
         let text = table(&[record]);
         let line = text.lines().nth(1).unwrap();

@@ -1,8 +1,9 @@
-//! `paperclipctl restore`: puts an archive written by `backup` back, after checking every part.
+//! `paperclipctl restore`: puts an archive written by `backup` back, after checking every part,
+//! naming the cluster and namespace it will replace, and a confirmation.
 
-use crate::backup;
+use crate::backup::{self, restore::Target};
 use crate::cli::{Global, RestoreArgs};
-use crate::cluster;
+use crate::cluster::{self, lock::Lock};
 use crate::error::{Error, Result};
 use crate::render::{self, Object};
 use crate::ui::Ui;
@@ -20,7 +21,9 @@ pub fn run(global: &Global, args: &RestoreArgs, ui: &Ui) -> Result<()> {
                 manifest.namespace
             ),
             format!(
-                "restore it into its own release with --namespace {}; to put it into                  {namespace} on purpose (a move to another cluster or namespace), add                  --other-namespace",
+                "restore it into its own release with --namespace {}; to put it into \
+                 {namespace} on purpose (a move to another cluster or namespace), add \
+                 --other-namespace",
                 manifest.namespace
             ),
         ));
@@ -54,12 +57,79 @@ pub fn run(global: &Global, args: &RestoreArgs, ui: &Ui) -> Result<()> {
     super::block_on(async {
         let cluster =
             cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref()).await?;
-        backup::restore(&cluster.client, &namespace, &manifest, dir.path(), &app, ui).await?;
+        let place = format!(
+            "namespace {namespace} on cluster {} ({})",
+            cluster.context.as_deref().unwrap_or("in-cluster"),
+            cluster.server
+        );
+        ui.note(&format!(
+            "This restore replaces the database, master key and config of {place}."
+        ));
+        confirm(global, ui, &place)?;
+        let client = &cluster.client;
+        let lock = Lock::acquire(client, &namespace).await?;
+        let restored = async {
+            let safety = backup::new_archive_path(&namespace, Some("pre-restore"))?;
+            let written = backup::backup(client, &namespace, &safety, ui)
+                .await
+                .map_err(|e| match e {
+                    Error::Interrupted { .. } => e,
+                    e => Error::not_healthy(
+                        format!(
+                            "the safety backup of {namespace} failed, so nothing was restored: {e}"
+                        ),
+                        "make `paperclipctl backup` work first (the app must be running)",
+                    ),
+                })?;
+            ui.note(&format!(
+                "✓ safety backup of what is there now: {} ({} bytes)",
+                safety.display(),
+                written.bytes
+            ));
+            let target = Target {
+                client,
+                namespace: &namespace,
+                app: &app,
+                timeout: args.timeout,
+            };
+            backup::restore(&target, &manifest, dir.path(), ui).await
+        }
+        .await;
+        lock.release().await;
+        restored?;
         ui.print(&format!(
-            "Restored {} into {namespace}: {} table(s) with the recorded row counts.\n",
+            "Restored {} into {place}: {} table(s) with the recorded row counts.\n",
             args.archive.display(),
             manifest.tables.len()
         ))?;
         Ok(())
     })
+}
+
+/// Asks at a terminal; without one, `--yes` must say it.
+fn confirm(global: &Global, ui: &Ui, place: &str) -> Result<()> {
+    if global.yes {
+        return Ok(());
+    }
+    if !ui.interactive() {
+        return Err(Error::usage(
+            format!("restoring into {place} replaces its data and needs a confirmation"),
+            "check the cluster and namespace above, then add --yes to restore without asking",
+        ));
+    }
+    let ok = dialoguer::Confirm::new()
+        .with_prompt(format!(
+            "Replace the database, master key and config of {place}?"
+        ))
+        .default(false)
+        .interact()
+        .map_err(|e| Error::Output(std::io::Error::other(e.to_string())))?;
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::usage(
+            "restore cancelled; nothing changed",
+            "run it again to restore",
+        ))
+    }
 }

@@ -26,6 +26,7 @@ pub fn run(global: &Global, args: &RollbackArgs, ui: &Ui) -> Result<()> {
             return Err(status::not_installed(&namespace));
         }
         let target = rollback::target(&history, args.revision)?;
+        release::verify(client, &namespace, target).await?;
         let profile = target
             .applied
             .as_ref()
@@ -65,7 +66,8 @@ pub fn run(global: &Global, args: &RollbackArgs, ui: &Ui) -> Result<()> {
             ))?;
             return Ok(());
         }
-        let (lock, _) = install::take_lock(client, release, values).await?;
+        let (lock, _, values) = install::take_lock(client, profile, release, values).await?;
+        let prepared = (release.clone(), values);
         progress.event(Event::Step(&format!("rolling back to {heading}")));
         let deployed = rollback::deploy(
             client,

@@ -27,7 +27,7 @@ pub fn run(global: &Global, args: &SshArgs, ui: &Ui) -> Result<()> {
         });
     }
     if args.print_config || args.write_config {
-        let block = ssh::config_block(&route, &proxy_command(global));
+        let block = ssh::config_block(&route, &proxy_command(global)?);
         if args.print_config {
             ui.print(&block)?;
         }
@@ -93,29 +93,35 @@ fn ssh_missing(error: std::io::Error) -> Error {
 }
 
 /// This binary, with the flags that select the same cluster and profile, in `--stdio` mode.
-fn proxy_command(global: &Global) -> String {
+/// Refuses a value with a control character: it would break out of the config line.
+fn proxy_command(global: &Global) -> Result<String> {
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "paperclipctl".into());
+    ssh::refuse_control("the path of paperclipctl", &exe)?;
     let mut words = vec![exe];
+    let mut flag = |name: &str, value: String| {
+        ssh::refuse_control(name, &value)?;
+        words.extend([name.to_string(), value]);
+        Ok::<(), Error>(())
+    };
     if let Some(kubeconfig) = &global.kubeconfig {
-        words.push("--kubeconfig".into());
-        words.push(kubeconfig.display().to_string());
+        flag("--kubeconfig", kubeconfig.display().to_string())?;
     }
     if let Some(context) = &global.context {
-        words.extend(["--context".into(), context.clone()]);
+        flag("--context", context.clone())?;
     }
     if let Some(profile) = &global.profile {
-        words.extend(["--profile".into(), profile.clone()]);
+        flag("--profile", profile.clone())?;
     }
     if let Some(namespace) = &global.namespace {
-        words.extend(["--namespace".into(), namespace.clone()]);
+        flag("--namespace", namespace.clone())?;
     }
     for set in &global.sets {
-        words.extend(["--set".into(), set.clone()]);
+        flag("--set", set.clone())?;
     }
     words.extend(["-q".into(), "ssh".into(), "--stdio".into()]);
-    words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
+    Ok(words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" "))
 }
 
 /// Quotes a word for the shell ssh runs `ProxyCommand` with.
@@ -128,6 +134,30 @@ fn quote(word: &str) -> String {
     }
 }
 
+/// Replaces `path` with `bytes` at once (a temporary file beside it, renamed over it), so a
+/// failure never leaves half a config. OpenSSH refuses a config others may write, and it names
+/// hosts and keys: a new file is owner-only, an existing one keeps its mode without group or
+/// other write.
+fn replace_privately(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let mode = match std::fs::metadata(path) {
+        Ok(meta) => meta.permissions().mode() & 0o755,
+        Err(_) => 0o600,
+    };
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let mut file = tempfile::Builder::new()
+        .prefix(".config.paperclipctl-")
+        .permissions(std::fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)?;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    file.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    file.persist(path).map_err(|e| Error::Output(e.error))?;
+    Ok(())
+}
+
 /// Writes the block into `~/.ssh/config` after a confirmation (or `--yes`).
 fn write_config(block: &str, yes: bool, ui: &Ui) -> Result<()> {
     let home = std::env::var_os("HOME").map(PathBuf::from).ok_or_else(|| {
@@ -137,7 +167,8 @@ fn write_config(block: &str, yes: bool, ui: &Ui) -> Result<()> {
         )
     })?;
     let dir = home.join(".ssh");
-    let path = dir.join("config");
+    // A config that links elsewhere (a dotfiles checkout) is updated where it lives.
+    let path = std::fs::canonicalize(dir.join("config")).unwrap_or_else(|_| dir.join("config"));
     let existing = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -172,7 +203,7 @@ fn write_config(block: &str, yes: bool, ui: &Ui) -> Result<()> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
     }
-    std::fs::write(&path, updated)?;
+    replace_privately(&path, updated.as_bytes())?;
     ui.note(&format!(
         "wrote Host {HOST_ALIAS} into {}; connect with `ssh {HOST_ALIAS}`",
         path.display()

@@ -50,17 +50,25 @@ pub fn run(global: &Global, args: &UninstallArgs, ui: &Ui) -> Result<()> {
         let deleted = uninstall::delete(client, &order, args.timeout, &|e| progress.event(e)).await;
         lock.release().await;
         deleted?;
-        let namespace_gone = args.purge
-            && found.own_namespace
-            && uninstall::delete_namespace_if_empty(client, &namespace, args.timeout).await?;
+        let namespace_kept = match (args.purge, found.own_namespace) {
+            (false, _) => None,
+            (true, false) => Some(Err("paperclipctl did not create it".to_string())),
+            (true, true) => {
+                Some(uninstall::delete_namespace_if_empty(client, &namespace, args.timeout).await?)
+            }
+        };
         progress.finish();
         let mut out = format!(
             "Paperclip is uninstalled from namespace {namespace} ({} object(s) deleted).\n",
             order.len()
         );
         if args.purge {
-            if namespace_gone {
-                out.push_str(&format!("Namespace {namespace} deleted (it was empty).\n"));
+            match namespace_kept {
+                Some(Ok(())) => {
+                    out.push_str(&format!("Namespace {namespace} deleted (it was empty).\n"));
+                }
+                Some(Err(why)) => out.push_str(&format!("Namespace {namespace} kept: {why}.\n")),
+                None => {}
             }
             out.push_str(&infisical_lines(&loaded.profile));
         } else {

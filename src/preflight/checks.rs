@@ -20,6 +20,7 @@ use super::report::{Outcome, Report, Row};
 use super::{Check, CheckKind, Role, credentials_namespace};
 use crate::image::RegistryAuth;
 use crate::profile::Profile;
+use crate::profile::model::StoreKind;
 use crate::render::{Object, Release};
 
 /// Why a read failed, already in the words of an outcome.
@@ -105,6 +106,7 @@ pub(super) async fn run(
                 CheckKind::StorageClass => run.storage_class().await,
                 CheckKind::ExternalSecrets => run.external_secrets().await,
                 CheckKind::StoreCredentials => run.store_credentials().await,
+                CheckKind::StoreOwner => run.store_owner().await,
                 CheckKind::LoadBalancerIp { ip, field } => run.load_balancer_ip(ip, field).await,
                 CheckKind::MemoryHeadroom => run.memory_headroom().await,
             },
@@ -487,6 +489,45 @@ impl Run<'_> {
                 )
             }
             Err(e) => api_problem("get", "/apis/external-secrets.io/v1", &e).into(),
+        }
+    }
+
+    /// A store of the profile's name that paperclipctl did not create is someone else's (a
+    /// ClusterSecretStore is shared by every namespace): applying the release would rewrite its
+    /// spec and label it as ours, and an uninstall would then delete it.
+    async fn store_owner(&self) -> Outcome {
+        let store = &self.profile.secrets.store;
+        let kind = format!("{:?}", store.kind);
+        let namespace =
+            (store.kind == StoreKind::SecretStore).then_some(self.profile.namespace.as_str());
+        let place = namespace.map(|ns| format!(" in {ns}")).unwrap_or_default();
+        let live =
+            match crate::cluster::apply::get(self.client, &kind, store.name.as_str(), namespace)
+                .await
+            {
+                Ok(live) => live,
+                Err(e) => {
+                    return Outcome::fail(
+                        format!("cannot read {kind} {}{place}: {e}", store.name),
+                        format!("grant your user `get` on {kind}s"),
+                    );
+                }
+            };
+        match live {
+            None => Outcome::pass(format!("no {kind} {}{place} exists yet", store.name)),
+            Some(live) if crate::render::meta::is_managed(&live.metadata) => Outcome::pass(
+                format!("{kind} {}{place} was created by paperclipctl", store.name),
+            ),
+            Some(_) => Outcome::fail(
+                format!(
+                    "{kind} {}{place} exists and was not created by paperclipctl (it lacks the \
+                     label app.kubernetes.io/managed-by=paperclipctl): installing would rewrite \
+                     it and an uninstall would delete it",
+                    store.name
+                ),
+                "give the release a store of its own: set secrets.store.name to a name no \
+                 store has",
+            ),
         }
     }
 

@@ -75,6 +75,8 @@ pub(crate) enum CheckKind {
     StorageClass,
     ExternalSecrets,
     StoreCredentials,
+    /// No store of the profile's name exists that paperclipctl did not create.
+    StoreOwner,
     /// A fixed LoadBalancer address and the profile field that asks for it.
     LoadBalancerIp {
         ip: String,
@@ -192,6 +194,14 @@ pub fn planned(profile: &Profile) -> Vec<Check> {
             store.credentials.secret_name,
             store.credentials.client_id_key,
             store.credentials.client_secret_key
+        ),
+    ));
+    checks.push(check(
+        CheckKind::StoreOwner,
+        "store-owner",
+        format!(
+            "no {:?} named {} exists that paperclipctl did not create",
+            store.kind, store.name
         ),
     ));
     let app_ip = (profile.app.service.kind == ServiceType::LoadBalancer)

@@ -249,7 +249,8 @@ fn shell_container(shell: &Shell) -> Container {
         }),
         volume_mounts: Some(vec![
             mount("shell-home", "/home/agent", false),
-            mount("data", DATA_PATH, false),
+            // Read-only: a shell reachable over SSH must not change the instance's files.
+            mount("data", DATA_PATH, true),
             mount("ssh-keys", "/etc/ssh-keys", true),
             mount("inventory", "/etc/paperclip-shell", true),
         ]),

@@ -21,6 +21,15 @@ pub struct SecretStore {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SecretStoreSpec {
     pub provider: Provider,
+    /// Which namespaces may use a ClusterSecretStore (External Secrets lets every namespace use
+    /// one without it); a SecretStore serves its own namespace only and has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<Vec<StoreCondition>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoreCondition {
+    pub namespaces: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -25,6 +25,15 @@ pub const SHELL_PULL_SECRET: &str = "paperclip-shell-pull";
 
 /// Label every object carries, so status/uninstall find exactly what paperclipctl made.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "paperclipctl");
+/// Whether an object carries the managed-by label: paperclipctl created it.
+pub fn is_managed(metadata: &ObjectMeta) -> bool {
+    metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY.0))
+        .is_some_and(|v| v == MANAGED_BY.1)
+}
+
 /// Annotation on PVCs and generated Secrets that uninstall keeps unless `--purge`.
 pub const KEEP: &str = "paperclipctl.io/keep";
 /// Annotation naming the keys of a Secret whose values paperclipctl generates at install.

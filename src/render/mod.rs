@@ -8,6 +8,7 @@
 mod app;
 mod database;
 pub mod eso;
+mod hardening;
 pub mod lint;
 pub mod meta;
 mod pod;
@@ -153,7 +154,7 @@ pub fn render(profile: &Profile) -> Release {
         .filter(|o| matches!(o, Object::Deployment(_)))
         .map(Object::id)
         .collect();
-    let waves = vec![
+    let mut waves = vec![
         Wave {
             number: 0,
             title: "database and secrets",
@@ -167,6 +168,10 @@ pub fn render(profile: &Profile) -> Release {
             wait_for: wave1_waits,
         },
     ];
+    waves
+        .iter_mut()
+        .flat_map(|w| w.objects.iter_mut())
+        .for_each(hardening::apply);
     let findings = lint::run(&waves);
     Release {
         namespace: profile.namespace.to_string(),

@@ -141,6 +141,12 @@ fn store(profile: &Profile) -> eso::SecretStore {
                     },
                 },
             },
+            // The store reads the release's folder: only the release's namespace may use it.
+            conditions: cluster.then(|| {
+                vec![eso::StoreCondition {
+                    namespaces: vec![profile.namespace.to_string()],
+                }]
+            }),
         },
     }
 }

@@ -21,9 +21,9 @@ use tokio::io::AsyncReadExt;
 use crate::harness::Harness;
 use crate::install::{LLM_KEY, MASTER_KEY, install, installed_with_instance, setup, text};
 
-const DB_POD: &str = "paperclip-db-postgresql-0";
+pub(crate) const DB_POD: &str = "paperclip-db-postgresql-0";
 
-async fn run(namespace: &str, args: &[&str]) -> Output {
+pub(crate) async fn run(namespace: &str, args: &[&str]) -> Output {
     command(namespace, args).output().await.unwrap()
 }
 
@@ -36,7 +36,7 @@ async fn run_in(dir: &Path, namespace: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn command(namespace: &str, args: &[&str]) -> tokio::process::Command {
+pub(crate) fn command(namespace: &str, args: &[&str]) -> tokio::process::Command {
     let h = Harness::shared();
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_paperclipctl"));
     command
@@ -207,7 +207,7 @@ async fn the_apps_own_backups_are_listed_and_pulled_byte_for_byte() {
 }
 
 /// Runs `sql` with psql in the release's database pod and returns its unaligned output.
-async fn psql(pods: &Api<Pod>, sql: &str) -> String {
+pub(crate) async fn psql(pods: &Api<Pod>, sql: &str) -> String {
     let params = AttachParams::default()
         .container("postgresql")
         .stderr(false);
@@ -232,7 +232,7 @@ async fn psql(pods: &Api<Pod>, sql: &str) -> String {
 
 /// Creates database `name` in the harness's PostgreSQL and an Exec that gives the release's
 /// database pod libpq variables naming it, then waits until KWOK serves that Exec.
-async fn dedicated_database(namespace: &str, name: &str, pods: &Api<Pod>) {
+pub(crate) async fn dedicated_database(namespace: &str, name: &str, pods: &Api<Pod>) {
     let h = Harness::shared();
     let var = |k: &str| h.var(k).to_string();
     let created = tokio::process::Command::new("psql")
@@ -369,7 +369,7 @@ async fn backup_and_restore_bring_back_rows_and_the_master_key_and_refuse_a_tamp
 
     psql(&pods, "DROP TABLE backup_t").await;
     std::fs::remove_file(&key).unwrap();
-    let restored = run(ns, &["restore", archive_arg]).await;
+    let restored = run(ns, &["restore", archive_arg, "--yes"]).await;
     assert!(
         restored.status.success(),
         "{}\n{}",
@@ -381,7 +381,7 @@ async fn backup_and_restore_bring_back_rows_and_the_master_key_and_refuse_a_tamp
 
     tamper(&archive);
     psql(&pods, "DELETE FROM backup_t WHERE id > 200").await;
-    let refused = run(ns, &["restore", archive_arg]).await;
+    let refused = run(ns, &["restore", archive_arg, "--yes"]).await;
     let stderr = text(&refused.stderr);
     assert_eq!(refused.status.code(), Some(2), "{stderr}");
     assert!(

@@ -157,10 +157,88 @@ async fn the_config_block_names_the_load_balancer_and_is_written_in_place_with_c
     assert_eq!(
         after,
         "Host work\n    HostName work.example\n\nHost paperclip-shell\n    HostName 10.96.7.8\n    \
-         Port 22\n    User agent\nHost *\n    ServerAliveInterval 30\n"
+         Port 22\n    User agent\n\nHost *\n    ServerAliveInterval 30\n"
     );
     // A second run changes nothing.
     let again = paperclipctl(&args, Some(home.path())).await;
     assert!(again.status.success());
     assert_eq!(std::fs::read_to_string(&config).unwrap(), after);
+}
+
+/// Runs paperclipctl under `umask 002` (a common default for personal groups) with `home`.
+async fn under_umask_002(args: &[&str], home: &Path) -> Output {
+    tokio::process::Command::new("sh")
+        .args(["-c", "umask 002 && exec \"$@\"", "sh"])
+        .arg(env!("CARGO_BIN_EXE_paperclipctl"))
+        .args(args)
+        .env("HOME", home)
+        .env("CI", "true")
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_written_config_is_private_keeps_what_follows_our_block_and_refuses_injected_lines() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join(".ssh/config");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    // A kubeconfig path with a `%`, which ssh would expand in a ProxyCommand.
+    let kubeconfig = home.path().join("100%/kubeconfig");
+    let kubeconfig = kubeconfig.to_str().unwrap();
+    let mut args = vec!["ssh", "--write-config", "--yes", "--profile", "frank"];
+    args.extend(PORT_FORWARD);
+    args.extend(["--kubeconfig", kubeconfig]);
+
+    let run = under_umask_002(&args, home.path()).await;
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert_eq!(
+        mode(&config),
+        0o600,
+        "OpenSSH refuses a group-writable config"
+    );
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        written.contains("/100%%/kubeconfig"),
+        "a literal % is written %%: {written}"
+    );
+
+    // What follows our block (comments, an option added under the alias) stays.
+    let after = format!(
+        "{written}    IdentityFile ~/.ssh/shell\n# the next host is the VPN's\n\nHost vpn\n    Port 2\n"
+    );
+    std::fs::write(&config, &after).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut moved = vec!["ssh", "--write-config", "--yes", "--profile", "frank"];
+    moved.extend(["--set", "shell.service.loadBalancerIp=10.96.7.9"]);
+    let run = under_umask_002(&moved, home.path()).await;
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        "Host paperclip-shell\n    HostName 10.96.7.9\n    Port 22\n    User agent\n    \
+         IdentityFile ~/.ssh/shell\n# the next host is the VPN's\n\nHost vpn\n    Port 2\n"
+    );
+    assert_eq!(
+        mode(&config),
+        0o600,
+        "an existing private config stays private"
+    );
+
+    // A newline in a flag would start directives of its own.
+    let before = std::fs::read_to_string(&config).unwrap();
+    let mut injected = args.clone();
+    injected.extend([
+        "--context",
+        "prod\nHost *\n    ProxyCommand touch /tmp/owned",
+    ]);
+    let refused = under_umask_002(&injected, home.path()).await;
+    let stderr = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--context holds the control character '\\n'"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), before);
 }

@@ -201,7 +201,8 @@ async fn an_install_that_failed_in_wave_0_uninstalls_and_purges_to_nothing() {
     );
 
     // With the operator's credentials Secret gone too, nothing is left but what paperclipctl
-    // made: a purge also deletes the namespace (the install labelled it as its own).
+    // made; the namespace was made by the operator, though: the install never labelled it as
+    // its own, and a purge leaves it.
     let client = Harness::shared().client().await;
     Api::<Secret>::namespaced(client.clone(), ns)
         .delete("infisical-universal-auth", &DeleteParams::default())
@@ -210,10 +211,21 @@ async fn an_install_that_failed_in_wave_0_uninstalls_and_purges_to_nothing() {
     let purge = uninstall(ns, &["--purge", "--yes"]).await;
     assert!(purge.status.success(), "{}", text(&purge.stderr));
     assert!(
-        text(&purge.stdout).contains(&format!("Namespace {ns} deleted")),
+        text(&purge.stdout).contains(&format!(
+            "Namespace {ns} kept: paperclipctl did not create it."
+        )),
         "{}",
         text(&purge.stdout)
     );
     let namespaces = Api::<k8s_openapi::api::core::v1::Namespace>::all(client);
-    assert!(namespaces.get_opt(ns).await.unwrap().is_none());
+    let kept = namespaces
+        .get_opt(ns)
+        .await
+        .unwrap()
+        .expect("the namespace stays");
+    let labels = kept.metadata.labels.unwrap_or_default();
+    assert!(
+        !labels.contains_key("app.kubernetes.io/managed-by"),
+        "the install never took the namespace over: {labels:?}"
+    );
 }

@@ -428,6 +428,40 @@ fn malformed_inventory_is_reported_and_sshd_still_starts() {
     assert_eq!(telegram.requests().len(), 1);
 }
 
+/// The Telegram token reaches the boot hooks (an alert is sent) but not the process the
+/// entrypoint execs, whose environment stays readable at /proc/1/environ for every login.
+#[test]
+fn the_telegram_token_reaches_the_boot_hooks_but_not_sshds_environment() {
+    let shell = Shell::new("brew: [wget]\n");
+    let telegram = Telegram::start();
+    let hooks = shell.path("cont-init.d");
+    std::fs::create_dir(&hooks).unwrap();
+    symlink(
+        image_dir().join("rootfs/etc/cont-init.d/40-shell-inventory"),
+        hooks.join("40-shell-inventory"),
+    )
+    .unwrap();
+    let output = shell
+        .command(
+            &image_dir().join("rootfs/usr/local/bin/paperclip-shell-init"),
+            Some(&telegram),
+        )
+        .env("PAPERCLIP_SHELL_CONT_INIT_DIR", &hooks)
+        // Stands in for sshd: prints its own initial environment, as /proc/1/environ shows it.
+        .args(["sh", "-c", "tr '\\0' '\\n' </proc/$$/environ"])
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    assert_eq!(telegram.requests().len(), 1, "the hook had the token");
+    assert!(out.contains("PAPERCLIP_SHELL_CONT_INIT_DIR="), "{out}");
+    assert!(
+        !out.contains(TOKEN),
+        "the token is left in sshd's environment: {out}"
+    );
+    assert!(!out.contains("TELEGRAM_BOT_TOKEN="), "{out}");
+}
+
 #[test]
 fn unknown_manager_is_reported_and_the_rest_converges() {
     let shell = Shell::new("brew: [wget]\npipx: [uv]\n");
