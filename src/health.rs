@@ -31,8 +31,10 @@ const DEADLINE: Duration = Duration::from_secs(20);
 /// What the health document says, or why it could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Health {
-    /// The server answered and reaches its database.
+    /// The server answered and reaches its database (`starting` tells whether it still runs
+    /// its startup recovery: a state, not a failure).
     Ok {
+        starting: bool,
         version: Option<String>,
         /// `ready`, or `bootstrap_pending` while an authenticated instance has no admin yet.
         bootstrap: String,
@@ -43,9 +45,11 @@ pub enum Health {
     Unknown(String),
 }
 
-/// Upstream's document (server/src/routes/health.ts): `{status, version, bootstrapStatus,
-/// bootstrapInviteActive, …}` with 200, or `{status: "unhealthy", error:
-/// "database_unreachable"}` with 503.
+/// Upstream's document (server `routes/health.js`): `{status, bootstrapStatus,
+/// bootstrapInviteActive, …}` with 200, where `status` is `starting` until the server's startup
+/// recovery is done and `ok` after; anonymous callers of an authenticated instance get no
+/// `version`. With the database lost, 503 `{status: "unhealthy", version, error:
+/// "database_unreachable"}`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Document {
@@ -158,13 +162,18 @@ fn interpret(status: u16, body: &[u8], namespace: &str) -> Result<Health> {
             text.trim()
         )));
     };
-    if document.status.as_deref() != Some("ok") {
-        return Ok(Health::Unknown(format!(
-            "GET /api/health reports status {:?}",
-            document.status.unwrap_or_default()
-        )));
-    }
+    let starting = match document.status.as_deref() {
+        Some("ok") => false,
+        Some("starting") => true,
+        other => {
+            return Ok(Health::Unknown(format!(
+                "GET /api/health reports status {:?}",
+                other.unwrap_or_default()
+            )));
+        }
+    };
     Ok(Health::Ok {
+        starting,
         version: document.version,
         // Upstream leaves it out only without a database, where there is nothing to bootstrap.
         bootstrap: document.bootstrap_status.unwrap_or_else(|| "ready".into()),
@@ -183,11 +192,23 @@ mod tests {
         assert_eq!(
             interpret(200, ok, "ns").unwrap(),
             Health::Ok {
+                starting: false,
                 version: Some("1.2.3".into()),
                 bootstrap: "bootstrap_pending".into(),
                 invite_active: true
             }
         );
+        // What 2026.916.1 answers during its startup recovery: a state, not a failure.
+        let starting = br#"{"status":"starting","deploymentMode":"authenticated","commit":null,
+            "bootstrapStatus":"bootstrap_pending","bootstrapInviteActive":true}"#;
+        assert!(matches!(
+            interpret(200, starting, "ns").unwrap(),
+            Health::Ok {
+                starting: true,
+                version: None,
+                ..
+            }
+        ));
         let down = br#"{"status":"unhealthy","version":"1.2.3","error":"database_unreachable"}"#;
         let e = interpret(503, down, "ns").unwrap_err();
         assert_eq!(e.exit_code(), crate::error::exit::NOT_HEALTHY);

@@ -296,7 +296,11 @@ async fn counts(db: &Container<'_>) -> Result<BTreeMap<String, u64>> {
         .collect())
 }
 
-async fn scale(deployments: &Api<Deployment>, namespace: &str, replicas: i32) -> Result<()> {
+pub(crate) async fn scale(
+    deployments: &Api<Deployment>,
+    namespace: &str,
+    replicas: i32,
+) -> Result<()> {
     let patch = serde_json::json!({"spec": {"replicas": replicas}});
     deployments
         .patch(
@@ -310,7 +314,7 @@ async fn scale(deployments: &Api<Deployment>, namespace: &str, replicas: i32) ->
 }
 
 /// Waits until every app pod is gone, so nothing writes to the database while it is replaced.
-async fn stop(pods: &Api<Pod>, namespace: &str) -> Result<()> {
+pub(crate) async fn stop(pods: &Api<Pod>, namespace: &str) -> Result<()> {
     for pod in crate::onboarding::app_pods(pods, namespace).await? {
         let name = pod.metadata.name.unwrap_or_default();
         let uid = pod.metadata.uid.unwrap_or_default();

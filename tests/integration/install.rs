@@ -699,3 +699,68 @@ async fn a_failed_preflight_writes_nothing_and_reports_json_for_scripts() {
         "nothing may be applied: {versions:?}"
     );
 }
+
+/// Whether process `pid` of this machine still runs (a zombie waiting for its reaper does not).
+fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.rsplit_once(") ")?.1.split(' ').next()?.to_string();
+            Some(state != "Z")
+        })
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn onboarding_leaves_no_second_server_and_the_app_restarts_to_read_what_it_wrote() {
+    use k8s_openapi::api::core::v1::Pod;
+
+    let Installed {
+        setup, home, run, ..
+    } = installed("onboard").await;
+    let stderr = text(&run.stderr);
+    assert!(run.status.success(), "install failed:\n{stderr}");
+
+    // Upstream's `onboard --yes` started its own server, deaf to SIGTERM: it is gone.
+    let app_home = home.path().join("paperclip");
+    let pids = std::fs::read_to_string(app_home.join("onboard-servers.pids"))
+        .expect("onboarding started upstream's second server");
+    let running: Vec<&str> = pids.lines().filter(|pid| alive(pid)).collect();
+    assert!(
+        running.is_empty(),
+        "onboarding's servers still run: {running:?}"
+    );
+
+    // The app that runs now started after onboarding wrote .env, so it has the agent JWT secret
+    // and the tool-action signing secret without anyone restarting it.
+    assert!(stderr.contains("restarting the app"), "{stderr}");
+    let written: std::time::SystemTime = std::fs::metadata(app_home.join("instances/default/.env"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let written = written
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let client = Harness::shared().client().await;
+    let pods: Vec<Pod> = Api::<Pod>::namespaced(client.clone(), &setup.namespace)
+        .list(&ListParams::default().labels("app.kubernetes.io/component=app"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect();
+    assert_eq!(pods.len(), 1, "one app pod runs");
+    let created = pods[0]
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .unwrap()
+        .0
+        .as_second();
+    assert!(
+        created >= written,
+        "the app pod was created at {created}, before onboarding wrote .env at {written}"
+    );
+}

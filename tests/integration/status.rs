@@ -116,6 +116,7 @@ async fn status_reports_a_healthy_install_warns_on_a_full_volume_and_fails_when_
         "✓ ExternalSecret/paperclip-auth Ready",
         "✓ PersistentVolumeClaim/paperclip-data Bound",
         "Health: ok, database reachable, bootstrap: ",
+        ", version 0.0.0-stub\n",
     ] {
         assert!(stdout.contains(line), "no {line:?} in:\n{stdout}");
     }
@@ -228,4 +229,54 @@ async fn status_and_history_say_when_nothing_is_installed() {
             text(&out.stderr)
         );
     }
+}
+
+#[tokio::test]
+async fn a_starting_app_is_a_state_and_status_names_the_version_its_image_runs() {
+    let h = Harness::shared();
+    let setup = setup("starting", None).await;
+    let home = tempfile::tempdir().unwrap();
+    // Upstream answers `"status":"starting"` during its startup recovery, without a version for
+    // an anonymous caller.
+    let server = h.app_server(&["--status", "starting"]).await;
+    let _exec = h
+        .serve_app_exec_with_server(&setup.namespace, &home.path().join("paperclip"), &server)
+        .await;
+    let installed = install(
+        &setup,
+        &["--timeout", "60s"],
+        &[("PAPERCLIP_LITELLM_KEY", LLM_KEY)],
+    )
+    .await;
+    let stdout = text(&installed.stdout);
+    assert!(
+        installed.status.success(),
+        "install failed:\n{}",
+        text(&installed.stderr)
+    );
+    assert!(
+        stdout.contains("Health: starting (startup recovery in progress), bootstrap: "),
+        "{stdout}"
+    );
+
+    let ns = setup.namespace.as_str();
+    let out = run("status", ns, &[]).await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains(
+            "Health: starting (startup recovery in progress), database reachable, bootstrap: \
+             bootstrap_pending, version 0.0.0-stub\n"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("warning: the app is still in its startup recovery"),
+        "{stdout}"
+    );
+    let json = run("status", ns, &["-o", "json"]).await;
+    let document: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(document["healthy"], true, "{document:#}");
+    assert_eq!(document["health"]["status"], "starting", "{document:#}");
+    assert_eq!(document["health"]["version"], "0.0.0-stub", "{document:#}");
 }
