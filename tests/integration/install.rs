@@ -764,3 +764,114 @@ async fn onboarding_leaves_no_second_server_and_the_app_restarts_to_read_what_it
         "the app pod was created at {created}, before onboarding wrote .env at {written}"
     );
 }
+
+/// The end of upstream 2026.916.1's log when its database host does not resolve, as a kubelet
+/// stores it (CRI log lines): the server exits about ten seconds after its start.
+fn unreachable_database_log(host: &str) -> String {
+    [
+        "[00:07:03] \u{1b}[31mERROR\u{1b}[39m: \u{1b}[36mPaperclip server failed to start\u{1b}[39m ",
+        "    err: {",
+        "      \"type\": \"Error\",",
+        &format!("      \"message\": \"getaddrinfo ENOTFOUND {host}\","),
+        "      \"stack\":",
+        &format!("          Error: getaddrinfo ENOTFOUND {host}"),
+        "      \"code\": \"ENOTFOUND\",",
+        "    }",
+    ]
+    .iter()
+    .map(|line| format!("2026-12-01T00:07:03.000000000Z stderr F {line}\n"))
+    .collect()
+}
+
+#[tokio::test]
+async fn an_app_that_cannot_reach_its_database_at_start_is_named_with_its_host() {
+    use k8s_openapi::api::core::v1::Pod;
+
+    let (code, stderr, setup) = install_failing_app("crashloop").await;
+    assert_eq!(code, Some(5), "{stderr}");
+    let ns = setup.namespace.as_str();
+    let host = format!("paperclip-db-postgresql.{ns}.svc");
+    // The crash-looping pod's previous run logged upstream's database failure.
+    let client = Harness::shared().client().await;
+    let pod = Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels("app.kubernetes.io/component=app"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find_map(|p| p.metadata.name)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("previous.log");
+    std::fs::write(&log, unreachable_database_log(&host)).unwrap();
+    let gvk = GroupVersionKind::gvk("kwok.x-k8s.io", "v1alpha1", "Logs");
+    let logs: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "Logs",
+        "metadata": {"name": pod, "namespace": ns},
+        "spec": {"logs": [{"containers": ["paperclip"], "logsFile": log, "previousLogsFile": log}]},
+    }))
+    .unwrap();
+    Api::<DynamicObject>::namespaced_with(
+        client,
+        ns,
+        &ApiResource::from_gvk_with_plural(&gvk, "logs"),
+    )
+    .create(&PostParams::default(), &logs)
+    .await
+    .unwrap();
+
+    // `status` names the database and the host the app tried (KWOK serves the log after a
+    // moment: poll until it does).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let said = loop {
+        let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_paperclipctl"))
+            .args(["status", "--namespace", ns])
+            .env("KUBECONFIG", Harness::shared().var("KUBECONFIG"))
+            .env("NO_COLOR", "1")
+            .output()
+            .await
+            .unwrap();
+        let stdout = text(&status.stdout);
+        if stdout.contains("cannot reach its database") {
+            assert_eq!(status.status.code(), Some(5), "{stdout}");
+            break stdout;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "status never named the database:\n{stdout}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(
+        said.contains(&format!(
+            "Paperclip cannot reach its database at {host}:5432: pod {pod} exited at start: \
+             getaddrinfo ENOTFOUND {host}"
+        )),
+        "{said}"
+    );
+
+    // And so does install's wait, instead of a bare crash loop.
+    let image = "app.image=harness.invalid/fail:crashloop";
+    let again = install(
+        &setup,
+        &[
+            "--timeout",
+            "60s",
+            "--ignore-preflight",
+            "image-app",
+            "--set",
+            image,
+        ],
+        &[("PAPERCLIP_LITELLM_KEY", LLM_KEY)],
+    )
+    .await;
+    let stderr = text(&again.stderr);
+    assert_eq!(again.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot reach its database at {host}:5432"))
+            && stderr.contains(&format!("getaddrinfo ENOTFOUND {host}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+}

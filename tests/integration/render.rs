@@ -403,3 +403,38 @@ fn a_slow_migration_is_not_killed_by_the_liveness_probe() {
         );
     }
 }
+
+#[test]
+fn everything_that_writes_the_app_volume_runs_as_the_apps_uid() {
+    // Upstream refuses to start when instances/default/secrets is not owned by its own uid, so
+    // the app, the sidecar and every exec into them (onboarding, restore) run as uid 1000.
+    let release = release("frank", &[]);
+    let spec = release
+        .objects()
+        .find_map(|o| match o {
+            Object::Deployment(d) => d.spec.as_ref()?.template.spec.clone(),
+            _ => None,
+        })
+        .unwrap();
+    let pod = spec.security_context.unwrap();
+    assert_eq!(
+        (pod.run_as_user, pod.run_as_group),
+        (Some(1000), Some(1000))
+    );
+    let writers: Vec<_> = spec
+        .containers
+        .iter()
+        .filter(|c| {
+            c.volume_mounts
+                .iter()
+                .flatten()
+                .any(|m| m.name == "data" && m.read_only != Some(true))
+        })
+        .collect();
+    assert_eq!(writers.len(), 2, "the app and the shell sidecar");
+    for c in writers {
+        let security = c.security_context.as_ref().unwrap();
+        assert_eq!(security.run_as_user, Some(1000), "{}", c.name);
+        assert_eq!(security.run_as_non_root, Some(true), "{}", c.name);
+    }
+}

@@ -280,3 +280,40 @@ async fn a_starting_app_is_a_state_and_status_names_the_version_its_image_runs()
     assert_eq!(document["health"]["status"], "starting", "{document:#}");
     assert_eq!(document["health"]["version"], "0.0.0-stub", "{document:#}");
 }
+
+#[tokio::test]
+async fn a_secrets_directory_another_uid_owns_is_named_with_the_fix() {
+    let crate::install::Installed {
+        setup,
+        home,
+        run: installed,
+        ..
+    } = crate::install::installed("secrets-owner").await;
+    assert!(
+        installed.status.success(),
+        "install failed:\n{}",
+        text(&installed.stderr)
+    );
+    let ns = setup.namespace.as_str();
+    let ok = run("status", ns, &[]).await;
+    assert!(
+        !text(&ok.stdout).contains("is owned by uid"),
+        "{}",
+        text(&ok.stdout)
+    );
+    // A volume written by root (a restore by hand, an image that ran as root): upstream refuses
+    // to start on it.
+    let secrets = home.path().join("paperclip/instances/default/secrets");
+    std::os::unix::fs::chown(&secrets, Some(0), Some(0)).unwrap();
+    let out = run("status", ns, &[]).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(5), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "{}/instances/default/secrets is owned by uid 0, not by the app's uid 1000",
+            home.path().join("paperclip").display()
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("chown -R 1000:1000 "), "{stdout}");
+}
