@@ -19,7 +19,7 @@ pub(crate) const LLM_KEY: &str = "llm-key-for-install-tests";
 /// would create it) and its own Infisical project.
 pub(crate) struct Setup {
     pub(crate) namespace: String,
-    project: Project,
+    pub(crate) project: Project,
     /// LoadBalancer IPs of the app and the shell (unique: Services of earlier tests keep theirs).
     app_ip: String,
     shell_ip: String,
