@@ -40,9 +40,13 @@ if [ -f "$instance/config.json" ]; then
   echo "paperclipctl-onboarding: already-onboarded"
   exit 0
 fi
-cd /app 2>/dev/null || true
+# Upstream's image runs its CLI from the workspace (`pnpm paperclipai`); an image installed from
+# the npm registry has `paperclipai` on PATH instead.
+cli() {
+  if [ -d /app ] && command -v pnpm >/dev/null 2>&1; then (cd /app && pnpm paperclipai "$@"); else paperclipai "$@"; fi
+}
 log=$(mktemp 2>/dev/null || echo "/tmp/paperclipctl-onboard.$$.log")
-pnpm paperclipai onboard --yes --bind lan >"$log" 2>&1 &
+cli onboard --yes --bind lan >"$log" 2>&1 &
 pid=$!
 # "pid ppid state" of every process, read from /proc (the command name may hold spaces).
 processes() {
@@ -107,7 +111,7 @@ if [ ! -s "$instance/config.json" ]; then
 fi
 rm -f "$log"
 echo "paperclipctl-onboarding: onboarded"
-pnpm paperclipai auth bootstrap-ceo 2>&1 | grep -i 'invite url' || true
+cli auth bootstrap-ceo 2>&1 | grep -i 'invite url' || true
 "#;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
