@@ -162,7 +162,7 @@ pub async fn run(client: &kube::Client, namespace: &str) -> Result<Outcome> {
             ),
         )
     })??;
-    parse(&output, &status, &pod)
+    parse(&output, &status, &pod, namespace)
 }
 
 /// Starts the app of `release` again, so that its server reads the `.env` and `config.json`
@@ -243,7 +243,7 @@ pub(crate) async fn app_pods(pods: &Api<Pod>, namespace: &str) -> Result<Vec<Pod
 
 /// Reads the script's output: its own marker lines, and upstream's `Invite URL:` line (which
 /// upstream prefixes with prompt decorations such as `│`).
-fn parse(output: &str, status: &str, pod: &str) -> Result<Outcome> {
+fn parse(output: &str, status: &str, pod: &str, namespace: &str) -> Result<Outcome> {
     if output.contains("paperclipctl-onboarding: already-onboarded") {
         return Ok(Outcome::AlreadyDone);
     }
@@ -257,8 +257,8 @@ fn parse(output: &str, status: &str, pod: &str) -> Result<Outcome> {
                  a second Paperclip server among them"
             ),
             format!(
-                "stop them: kubectl exec {pod} -c {} -- kill -KILL{left}; then run \
-                 `paperclipctl install` again",
+                "stop them: kubectl exec -n {namespace} {pod} -c {} -- kill -KILL{left}; then \
+                 run `paperclipctl install` again",
                 meta::APP_NAME
             ),
         ));
@@ -295,26 +295,40 @@ mod tests {
         let out =
             "paperclipctl-onboarding: onboarded\n│  Invite URL: http://x:3100/invite/pcp_1 \n";
         assert_eq!(
-            parse(out, "Success", "p").unwrap(),
+            parse(out, "Success", "p", "ns").unwrap(),
             Outcome::Onboarded {
                 invite_url: Some("http://x:3100/invite/pcp_1".into())
             }
         );
         assert_eq!(
-            parse("paperclipctl-onboarding: already-onboarded\n", "", "p").unwrap(),
+            parse(
+                "paperclipctl-onboarding: already-onboarded\n",
+                "",
+                "p",
+                "ns"
+            )
+            .unwrap(),
             Outcome::AlreadyDone
         );
         let left = parse(
             "paperclipctl-onboarding: left-running 41 42\n",
             "Failure",
             "p",
+            "ns",
         )
         .unwrap_err();
         assert!(left.to_string().contains("(pids 41 42)"), "{left}");
+        match &left {
+            Error::NotHealthy {
+                help: Some(help), ..
+            } => assert!(help.contains("kubectl exec -n ns p -c paperclip -- kill -KILL 41 42")),
+            other => panic!("{other:?}"),
+        }
         let e = parse(
             "paperclipctl-onboarding: failed\nEACCES: permission denied\n",
             "Failure",
             "p",
+            "ns",
         )
         .unwrap_err();
         assert!(e.to_string().contains("EACCES: permission denied"), "{e}");
