@@ -31,8 +31,10 @@ const DEADLINE: Duration = Duration::from_secs(20);
 /// What the health document says, or why it could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Health {
-    /// The server answered and reaches its database.
+    /// The server answered and reaches its database (`starting` tells whether it still runs
+    /// its startup recovery: a state, not a failure).
     Ok {
+        starting: bool,
         version: Option<String>,
         /// `ready`, or `bootstrap_pending` while an authenticated instance has no admin yet.
         bootstrap: String,
@@ -43,9 +45,11 @@ pub enum Health {
     Unknown(String),
 }
 
-/// Upstream's document (server/src/routes/health.ts): `{status, version, bootstrapStatus,
-/// bootstrapInviteActive, …}` with 200, or `{status: "unhealthy", error:
-/// "database_unreachable"}` with 503.
+/// Upstream's document (server `routes/health.js`): `{status, bootstrapStatus,
+/// bootstrapInviteActive, …}` with 200, where `status` is `starting` until the server's startup
+/// recovery is done and `ok` after; anonymous callers of an authenticated instance get no
+/// `version`. With the database lost, 503 `{status: "unhealthy", version, error:
+/// "database_unreachable"}`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Document {
@@ -127,22 +131,96 @@ async fn get(
     Ok(outcome)
 }
 
+/// The error for an app that cannot reach its database: what it said, and where to look.
+pub fn unreachable_database(what: &str, namespace: &str) -> Error {
+    Error::not_healthy(
+        format!(
+            "Paperclip cannot reach its database at {}: {what}",
+            database_host(namespace)
+        ),
+        format!(
+            "check DATABASE_URL of Deployment/{app} (password from Secret {db}) and that \
+             Service/{db} has endpoints: kubectl get endpoints -n {namespace} {db}",
+            app = meta::APP_NAME,
+            db = meta::DB_NAME
+        ),
+    )
+}
+
+/// The host and port the app's DATABASE_URL names (rendered in `render::app`).
+pub fn database_host(namespace: &str) -> String {
+    format!(
+        "{}.{namespace}.svc:{}",
+        meta::DB_NAME,
+        crate::render::DB_PORT
+    )
+}
+
+/// Upstream's server exits about ten seconds after its start when it cannot reach PostgreSQL,
+/// before it serves any HTTP: its log then ends with "Paperclip server failed to start" and the
+/// driver's error, e.g. `"message": "getaddrinfo ENOTFOUND <host>"` or `"message": "connect
+/// ECONNREFUSED <address>:5432"` (observed with 2026.916.1). Returns that message when the
+/// failure was the database.
+pub fn database_failure(log: &str) -> Option<String> {
+    const CONNECTION_ERRORS: &[&str] = &[
+        "ENOTFOUND",
+        "EAI_AGAIN",
+        "ECONNREFUSED",
+        "ETIMEDOUT",
+        "EHOSTUNREACH",
+        "ENETUNREACH",
+        "ECONNRESET",
+        "CONNECT_TIMEOUT",
+        "password authentication failed",
+        "no pg_hba.conf entry",
+        "does not exist",
+        "Connection terminated",
+    ];
+    let failed = log.rfind("Paperclip server failed to start")?;
+    let message = log[failed..].lines().find_map(|line| {
+        let rest = line.trim_start().strip_prefix("\"message\": \"")?;
+        Some(
+            rest.strip_suffix("\",")
+                .or(rest.strip_suffix('"'))
+                .unwrap_or(rest),
+        )
+    })?;
+    CONNECTION_ERRORS
+        .iter()
+        .any(|e| message.contains(e))
+        .then(|| message.to_string())
+}
+
+/// Why the app container of `pod` failed to start, when its log says it could not reach the
+/// database: the log of its last run (a crash-looping container's current one holds nothing
+/// yet), or else of this one.
+pub async fn database_failure_of(pods: &Api<Pod>, pod: &str) -> Option<String> {
+    let mut params = kube::api::LogParams {
+        container: Some(meta::APP_NAME.into()),
+        tail_lines: Some(200),
+        previous: true,
+        ..Default::default()
+    };
+    for previous in [true, false] {
+        params.previous = previous;
+        let log = tokio::time::timeout(DEADLINE, pods.logs(pod, &params)).await;
+        if let Ok(Ok(log)) = log
+            && let Some(failure) = database_failure(&log)
+        {
+            return Some(failure);
+        }
+    }
+    None
+}
+
 /// The verdict on one answer of `/api/health`.
 fn interpret(status: u16, body: &[u8], namespace: &str) -> Result<Health> {
     let document: Option<Document> = serde_json::from_slice(body).ok();
     let error = document.as_ref().and_then(|d| d.error.as_deref());
     if status == 503 && error == Some("database_unreachable") {
-        return Err(Error::not_healthy(
-            format!(
-                "Paperclip is running but cannot reach its database: GET /api/health answered 503 \
-                 database_unreachable (namespace {namespace})"
-            ),
-            format!(
-                "check DATABASE_URL of Deployment/{app} (host {db}:5432, password from Secret \
-                 {db}) and that Service/{db} has endpoints: kubectl get endpoints -n {namespace} {db}",
-                app = meta::APP_NAME,
-                db = meta::DB_NAME
-            ),
+        return Err(unreachable_database(
+            "it runs, but GET /api/health answered 503 database_unreachable",
+            namespace,
         ));
     }
     let Some(document) = document.filter(|_| status == 200) else {
@@ -158,13 +236,18 @@ fn interpret(status: u16, body: &[u8], namespace: &str) -> Result<Health> {
             text.trim()
         )));
     };
-    if document.status.as_deref() != Some("ok") {
-        return Ok(Health::Unknown(format!(
-            "GET /api/health reports status {:?}",
-            document.status.unwrap_or_default()
-        )));
-    }
+    let starting = match document.status.as_deref() {
+        Some("ok") => false,
+        Some("starting") => true,
+        other => {
+            return Ok(Health::Unknown(format!(
+                "GET /api/health reports status {:?}",
+                other.unwrap_or_default()
+            )));
+        }
+    };
     Ok(Health::Ok {
+        starting,
         version: document.version,
         // Upstream leaves it out only without a database, where there is nothing to bootstrap.
         bootstrap: document.bootstrap_status.unwrap_or_else(|| "ready".into()),
@@ -176,6 +259,41 @@ fn interpret(status: u16, body: &[u8], namespace: &str) -> Result<Health> {
 mod tests {
     use super::*;
 
+    /// The end of 2026.916.1's log when its database host does not resolve (colours as it
+    /// prints them without a terminal).
+    const NO_DATABASE: &str = "\x1b[36mUsing external PostgreSQL via DATABASE_URL/config\x1b[39m
+[00:07:03] \x1b[31mERROR\x1b[39m: \x1b[36mPaperclip server failed to start\x1b[39m
+    err: {
+      \"type\": \"Error\",
+      \"message\": \"getaddrinfo ENOTFOUND paperclip-db-postgresql.ns.svc\",
+      \"stack\":
+          Error: getaddrinfo ENOTFOUND paperclip-db-postgresql.ns.svc
+      \"code\": \"ENOTFOUND\",
+    }
+";
+
+    #[test]
+    fn a_start_that_failed_on_the_database_is_told_from_other_crashes() {
+        assert_eq!(
+            database_failure(NO_DATABASE).as_deref(),
+            Some("getaddrinfo ENOTFOUND paperclip-db-postgresql.ns.svc")
+        );
+        let refused = NO_DATABASE.replace(
+            "getaddrinfo ENOTFOUND paperclip-db-postgresql.ns.svc\",",
+            "connect ECONNREFUSED 10.0.0.7:5432\",",
+        );
+        assert_eq!(
+            database_failure(&refused).as_deref(),
+            Some("connect ECONNREFUSED 10.0.0.7:5432")
+        );
+        let other = NO_DATABASE.replace(
+            "getaddrinfo ENOTFOUND paperclip-db-postgresql.ns.svc\",",
+            "authenticated public exposure requires auth.baseUrlMode=explicit\",",
+        );
+        assert_eq!(database_failure(&other), None);
+        assert_eq!(database_failure("listening on 3100"), None);
+    }
+
     #[test]
     fn reads_bootstrap_state_and_treats_only_an_unreachable_database_as_failure() {
         let ok = br#"{"status":"ok","version":"1.2.3","deploymentMode":"authenticated",
@@ -183,11 +301,23 @@ mod tests {
         assert_eq!(
             interpret(200, ok, "ns").unwrap(),
             Health::Ok {
+                starting: false,
                 version: Some("1.2.3".into()),
                 bootstrap: "bootstrap_pending".into(),
                 invite_active: true
             }
         );
+        // What 2026.916.1 answers during its startup recovery: a state, not a failure.
+        let starting = br#"{"status":"starting","deploymentMode":"authenticated","commit":null,
+            "bootstrapStatus":"bootstrap_pending","bootstrapInviteActive":true}"#;
+        assert!(matches!(
+            interpret(200, starting, "ns").unwrap(),
+            Health::Ok {
+                starting: true,
+                version: None,
+                ..
+            }
+        ));
         let down = br#"{"status":"unhealthy","version":"1.2.3","error":"database_unreachable"}"#;
         let e = interpret(503, down, "ns").unwrap_err();
         assert_eq!(e.exit_code(), crate::error::exit::NOT_HEALTHY);
@@ -197,6 +327,11 @@ mod tests {
         };
         assert!(help.contains("DATABASE_URL"), "{help}");
         assert!(help.contains("paperclip-db-postgresql"), "{help}");
+        assert!(
+            e.to_string()
+                .contains("cannot reach its database at paperclip-db-postgresql.ns.svc:5432"),
+            "{e}"
+        );
 
         let refused = br#"{"error":"This hostname is not allowed for this Paperclip instance."}"#;
         match interpret(403, refused, "ns").unwrap() {

@@ -124,6 +124,12 @@ pub(crate) async fn deploy(
     apply_waves(client, release, values, timeout, progress, changes).await?;
     progress(Event::Step("onboarding"));
     let onboarded = onboarding::run(client, namespace).await?;
+    if matches!(onboarded, onboarding::Outcome::Onboarded { .. }) {
+        progress(Event::Step(
+            "restarting the app: it reads what onboarding wrote only at start",
+        ));
+        onboarding::restart_app(client, release, timeout, progress).await?;
+    }
     // An app that cannot reach its database makes the revision a failed one, so the next run
     // does the whole install again instead of calling it up to date.
     progress(Event::Step("reading /api/health"));

@@ -1,19 +1,32 @@
-//! Onboarding: runs upstream's `paperclipai onboard` inside the app container, once.
+//! Onboarding: runs upstream's `paperclipai onboard` inside the app container, once, and then
+//! restarts the app so that it runs with what onboarding wrote.
 //!
-//! Upstream's `onboard --yes` writes the instance config and then starts a server of its own,
-//! which would never return and would fight the server already running in the pod. So the
-//! command runs in the background inside the container; the script stops it as soon as its
-//! files exist. A `config.json` already on the volume means onboarding happened: nothing runs.
+//! Upstream's `onboard --yes` writes the instance's files and then starts a whole server of its
+//! own (CLI `onboard.ts`: `--yes` means "start immediately"; there is no option that skips it).
+//! In the image `pnpm paperclipai` is a process tree (pnpm, node, node), and that second server
+//! ignores SIGTERM: stopping the first pid leaves a ~640 MB server with its own schedulers and
+//! backups on the same database. So the script waits until the configuration is saved, freezes
+//! every process below the one it started (SIGSTOP, so none can fork meanwhile), kills them all,
+//! and fails when any is still there. A `config.json` already on the volume means onboarding
+//! happened: nothing runs.
+//!
+//! Upstream's server reads `instances/default/.env` (the agent JWT secret and the tool-action
+//! signing secret onboarding creates) and `config.json` only at start (server `config.js`), so
+//! the app that ran during onboarding says "Agent JWT missing" until it starts again:
+//! [`restart_app`] does that. The volume stays the one place these secrets live, and backups
+//! carry them with it.
 
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, AttachParams, ListParams};
 use tokio::io::AsyncReadExt;
 
-use crate::cluster::api_error;
+use crate::cluster::{api_error, wait};
 use crate::error::{Error, Result};
 use crate::render::meta::{self, Component};
+use crate::render::{Object, Wave};
 
 /// How long onboarding may take inside the pod before it counts as hung.
 const TIMEOUT: Duration = Duration::from_secs(180);
@@ -27,19 +40,69 @@ if [ -f "$instance/config.json" ]; then
   echo "paperclipctl-onboarding: already-onboarded"
   exit 0
 fi
-cd /app 2>/dev/null || true
+# Upstream's image runs its CLI from the workspace (`pnpm paperclipai`); an image installed from
+# the npm registry has `paperclipai` on PATH instead.
+cli() {
+  if [ -d /app ] && command -v pnpm >/dev/null 2>&1; then (cd /app && pnpm paperclipai "$@"); else paperclipai "$@"; fi
+}
 log=$(mktemp 2>/dev/null || echo "/tmp/paperclipctl-onboard.$$.log")
-pnpm paperclipai onboard --yes --bind lan >"$log" 2>&1 &
+cli onboard --yes --bind lan >"$log" 2>&1 &
 pid=$!
+# "pid ppid state" of every process, read from /proc (the command name may hold spaces).
+processes() {
+  for stat in /proc/[0-9]*/stat; do
+    read -r line 2>/dev/null <"$stat" || continue
+    fields=${line##*) }
+    set -- $fields
+    echo "${line%% *} $2 $1"
+  done
+}
+# The pids below $pid, found by parent until no new one turns up; each is stopped when found.
+tree() {
+  found=" $pid "
+  grew=1
+  while [ "$grew" = 1 ]; do
+    grew=0
+    while read -r p parent state; do
+      case "$found" in *" $p "*) continue ;; esac
+      case "$found" in *" $parent "*) found="$found$p "; grew=1; kill -STOP "$p" 2>/dev/null ;; esac
+    done <<EOF_PROCESSES
+$(processes)
+EOF_PROCESSES
+  done
+  echo "$found"
+}
 tries=0
-until [ -s "$instance/config.json" ] && { [ -n "${PAPERCLIP_SECRETS_MASTER_KEY:-}" ] || [ -s "$instance/secrets/master.key" ]; }; do
+# The configuration is saved last, after .env and the master key.
+until [ -s "$instance/config.json" ] && grep -q "Configuration saved" "$log" 2>/dev/null; do
   kill -0 "$pid" 2>/dev/null || break
   tries=$((tries + 1))
   [ "$tries" -gt 600 ] && break
   sleep 0.2
 done
-kill "$pid" 2>/dev/null
+kill -STOP "$pid" 2>/dev/null
+all=$(tree)
+for p in $all; do kill -KILL "$p" 2>/dev/null; done
 wait "$pid" 2>/dev/null
+left=""
+tries=0
+while :; do
+  left=""
+  for p in $all; do
+    read -r line 2>/dev/null <"/proc/$p/stat" || continue
+    fields=${line##*) }
+    set -- $fields
+    [ "$1" = Z ] || left="$left $p"
+  done
+  [ -z "$left" ] && break
+  tries=$((tries + 1))
+  [ "$tries" -gt 50 ] && break
+  sleep 0.1
+done
+if [ -n "$left" ]; then
+  echo "paperclipctl-onboarding: left-running$left"
+  exit 1
+fi
 if [ ! -s "$instance/config.json" ]; then
   echo "paperclipctl-onboarding: failed"
   tail -n 20 "$log"
@@ -48,7 +111,7 @@ if [ ! -s "$instance/config.json" ]; then
 fi
 rm -f "$log"
 echo "paperclipctl-onboarding: onboarded"
-pnpm paperclipai auth bootstrap-ceo 2>&1 | grep -i 'invite url' || true
+cli auth bootstrap-ceo 2>&1 | grep -i 'invite url' || true
 "#;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +162,45 @@ pub async fn run(client: &kube::Client, namespace: &str) -> Result<Outcome> {
             ),
         )
     })??;
-    parse(&output, &status, &pod)
+    parse(&output, &status, &pod, namespace)
+}
+
+/// Starts the app of `release` again, so that its server reads the `.env` and `config.json`
+/// onboarding just wrote: scaled to zero, its pods gone (two servers never share the volume),
+/// scaled back, and waited for like the install's app wave.
+pub async fn restart_app(
+    client: &kube::Client,
+    release: &crate::render::Release,
+    timeout: Duration,
+    progress: &(dyn Fn(crate::ui::progress::Event<'_>) + Sync),
+) -> Result<()> {
+    let namespace = release.namespace.as_str();
+    let app = release
+        .objects()
+        .find(|o| matches!(o, Object::Deployment(_)) && o.name() == meta::APP_NAME)
+        .expect("a release has the app Deployment")
+        .clone();
+    let deployments = Api::<Deployment>::namespaced(client.clone(), namespace);
+    let pods = Api::<Pod>::namespaced(client.clone(), namespace);
+    use crate::backup::restore::{scale, stop};
+    scale(&deployments, namespace, 0).await?;
+    let stopped = stop(
+        &pods,
+        namespace,
+        timeout,
+        "the app was scaled back up without the restart",
+    )
+    .await;
+    // Back to one replica whatever happened: an app left at 0 is an outage.
+    scale(&deployments, namespace, 1).await?;
+    stopped?;
+    let gate = Wave {
+        number: 1,
+        title: "app",
+        wait_for: vec![app.id()],
+        objects: vec![app],
+    };
+    wait::wave(client, namespace, &gate, timeout, progress).await
 }
 
 /// The name of a running (not terminating) app pod of the release in `namespace`; `purpose`
@@ -151,9 +252,25 @@ pub(crate) async fn app_pods(pods: &Api<Pod>, namespace: &str) -> Result<Vec<Pod
 
 /// Reads the script's output: its own marker lines, and upstream's `Invite URL:` line (which
 /// upstream prefixes with prompt decorations such as `│`).
-fn parse(output: &str, status: &str, pod: &str) -> Result<Outcome> {
+fn parse(output: &str, status: &str, pod: &str, namespace: &str) -> Result<Outcome> {
     if output.contains("paperclipctl-onboarding: already-onboarded") {
         return Ok(Outcome::AlreadyDone);
+    }
+    if let Some(left) = output
+        .lines()
+        .find_map(|l| l.strip_prefix("paperclipctl-onboarding: left-running"))
+    {
+        return Err(Error::not_healthy(
+            format!(
+                "onboarding in pod {pod} left upstream's processes running (pids{left}), \
+                 a second Paperclip server among them"
+            ),
+            format!(
+                "stop them: kubectl exec -n {namespace} {pod} -c {} -- kill -KILL{left}; then \
+                 run `paperclipctl install` again",
+                meta::APP_NAME
+            ),
+        ));
     }
     if output.contains("paperclipctl-onboarding: onboarded") {
         let invite_url = output.lines().find_map(|line| {
@@ -187,19 +304,40 @@ mod tests {
         let out =
             "paperclipctl-onboarding: onboarded\n│  Invite URL: http://x:3100/invite/pcp_1 \n";
         assert_eq!(
-            parse(out, "Success", "p").unwrap(),
+            parse(out, "Success", "p", "ns").unwrap(),
             Outcome::Onboarded {
                 invite_url: Some("http://x:3100/invite/pcp_1".into())
             }
         );
         assert_eq!(
-            parse("paperclipctl-onboarding: already-onboarded\n", "", "p").unwrap(),
+            parse(
+                "paperclipctl-onboarding: already-onboarded\n",
+                "",
+                "p",
+                "ns"
+            )
+            .unwrap(),
             Outcome::AlreadyDone
         );
+        let left = parse(
+            "paperclipctl-onboarding: left-running 41 42\n",
+            "Failure",
+            "p",
+            "ns",
+        )
+        .unwrap_err();
+        assert!(left.to_string().contains("(pids 41 42)"), "{left}");
+        match &left {
+            Error::NotHealthy {
+                help: Some(help), ..
+            } => assert!(help.contains("kubectl exec -n ns p -c paperclip -- kill -KILL 41 42")),
+            other => panic!("{other:?}"),
+        }
         let e = parse(
             "paperclipctl-onboarding: failed\nEACCES: permission denied\n",
             "Failure",
             "p",
+            "ns",
         )
         .unwrap_err();
         assert!(e.to_string().contains("EACCES: permission denied"), "{e}");

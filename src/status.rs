@@ -32,6 +32,10 @@ const EXEC_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Upstream's automatic backups, relative to the app's home: the usual reason the app volume fills.
 const BACKUPS_DIR: &str = "instances/default/data/backups";
+/// The instance's keys, relative to the app's home. Upstream refuses to start when this
+/// directory is not owned by its own uid (server `services/decision-signing.js`: "… must be
+/// owned by the Paperclip process user").
+const SECRETS_DIR: &str = "instances/default/secrets";
 
 /// Everything `status` found.
 #[derive(Debug, Serialize)]
@@ -87,6 +91,9 @@ pub struct VolumeUsage {
     pub size_kib: Option<u64>,
     /// Size of upstream's backups directory (app volume only).
     pub backups_kib: Option<u64>,
+    /// Owner of the instance's `secrets/` directory and the app's own uid (app volume only).
+    pub secrets_owner: Option<u32>,
+    pub app_uid: Option<u32>,
     pub error: Option<String>,
 }
 
@@ -96,6 +103,13 @@ pub enum HealthState {
     /// `/api/health` answered ok: the server reaches its database.
     #[serde(rename = "ok")]
     Ok {
+        version: Option<String>,
+        bootstrap_status: String,
+        database_reachable: bool,
+    },
+    /// The server answers and reaches its database but still runs its startup recovery.
+    #[serde(rename = "starting")]
+    Starting {
         version: Option<String>,
         bootstrap_status: String,
         database_reachable: bool,
@@ -122,16 +136,60 @@ pub async fn read(client: &kube::Client, namespace: &str) -> Result<Report> {
         .list(&ListParams::default().labels(&selector))
         .await
         .map_err(|e| api_error(e, "list", "pods", Some(namespace)))?;
-    let pod_states: Vec<PodState> = listed.items.iter().map(pod_state).collect();
+    let mut pod_states: Vec<PodState> = listed.items.iter().map(pod_state).collect();
+    // A server that exits at start because it cannot reach PostgreSQL crash-loops: say so.
+    for (state, pod) in pod_states.iter_mut().zip(&listed.items) {
+        if state.problem.is_some()
+            && !state.ready
+            && is_app(pod)
+            && let Some(failure) = health::database_failure_of(&pods, &state.name).await
+        {
+            state.problem = Some(
+                match health::unreachable_database(
+                    &format!("pod {} exited at start: {failure}", state.name),
+                    namespace,
+                ) {
+                    Error::NotHealthy {
+                        message,
+                        help: Some(help),
+                    } => format!("{message}; {help}"),
+                    other => other.to_string(),
+                },
+            );
+        }
+    }
     let volumes = volumes(&pods, &listed.items).await;
+    let running = listed
+        .items
+        .iter()
+        .find(|p| crate::onboarding::is_running(p) && is_app(p));
     let health = match health::check(client, namespace).await {
         Ok(Health::Ok {
-            version, bootstrap, ..
-        }) => HealthState::Ok {
+            starting,
             version,
-            bootstrap_status: bootstrap,
-            database_reachable: true,
-        },
+            bootstrap,
+            ..
+        }) => {
+            // Anonymous callers get no version from an authenticated instance: ask the image.
+            let version = match (version, running) {
+                (Some(v), _) => Some(v),
+                (None, Some(pod)) => running_version(&pods, pod).await,
+                (None, None) => None,
+            };
+            if starting {
+                HealthState::Starting {
+                    version,
+                    bootstrap_status: bootstrap,
+                    database_reachable: true,
+                }
+            } else {
+                HealthState::Ok {
+                    version,
+                    bootstrap_status: bootstrap,
+                    database_reachable: true,
+                }
+            }
+        }
         Ok(Health::Unknown(problem)) => HealthState::Unhealthy { problem },
         Err(e) => HealthState::Unhealthy {
             problem: e.to_string(),
@@ -280,6 +338,15 @@ fn pod_state(pod: &Pod) -> PodState {
     }
 }
 
+/// Whether `pod` is one of the app's (not the database's).
+fn is_app(pod: &Pod) -> bool {
+    pod.metadata.labels.as_ref().is_some_and(|l| {
+        meta::selector(Component::App)
+            .iter()
+            .all(|(k, v)| l.get(k) == Some(v))
+    })
+}
+
 /// The workload a pod belongs to, as [`wait::pod_problem`] names it in its messages.
 fn owner(pod: &Pod) -> Object {
     let component = pod
@@ -322,7 +389,8 @@ async fn volumes(pods: &Api<Pod>, listed: &[Pod]) -> Vec<VolumeUsage> {
         // The app's home is PAPERCLIP_HOME, /paperclip unless the container says otherwise.
         let script = format!(
             "home=\"${{PAPERCLIP_HOME:-/paperclip}}\"; echo \"path $home\"; df -P \"$home\" 2>&1 | tail -n 1; \
-             echo \"backups $(du -sk \"$home/{BACKUPS_DIR}\" 2>/dev/null | cut -f1)\""
+             echo \"backups $(du -sk \"$home/{BACKUPS_DIR}\" 2>/dev/null | cut -f1)\"; \
+             echo \"secrets-owner $(stat -c %u \"$home/{SECRETS_DIR}\" 2>/dev/null) uid $(id -u)\""
         );
         usages.push(usage(pods, pod, meta::APP_NAME, &script).await);
     }
@@ -361,6 +429,8 @@ async fn usage(pods: &Api<Pod>, pod: &Pod, container: &str, script: &str) -> Vol
         used_kib: None,
         size_kib: None,
         backups_kib: None,
+        secrets_owner: None,
+        app_uid: None,
         error: None,
     };
     match output.and_then(|text| parse_usage(&text)) {
@@ -370,10 +440,70 @@ async fn usage(pods: &Api<Pod>, pod: &Pod, container: &str, script: &str) -> Vol
             usage.used_kib = Some(parsed.used);
             usage.size_kib = Some(parsed.size);
             usage.backups_kib = parsed.backups;
+            (usage.secrets_owner, usage.app_uid) = parsed.owner.unzip();
         }
         Err(e) => usage.error = Some(e),
     }
     usage
+}
+
+/// Finds the `@paperclipai/server` package the app container runs (from the arguments of its
+/// first process, else in the image's workspace, `/app`) and prints the version the server
+/// itself reports: upstream's `dist/version.js` resolves it (a version stamped into the image
+/// at build time, else the package's), so this is what the server would answer to a signed-in
+/// caller. Node is the app container's own runtime.
+const VERSION_SCRIPT: &str = r#"cd /app 2>/dev/null || true
+exec node --input-type=module -e '
+import { readFileSync, readlinkSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+const isServer = (dir) => {
+  try { return JSON.parse(readFileSync(join(dir, "package.json"), "utf8")).name === "@paperclipai/server"; }
+  catch { return false; }
+};
+const fromFirstProcess = () => {
+  let args = [], cwd = "/";
+  try {
+    args = readFileSync("/proc/1/cmdline", "utf8").split("\0").filter(Boolean);
+    cwd = readlinkSync("/proc/1/cwd");
+  } catch {}
+  for (const arg of args) {
+    for (let dir = dirname(resolve(cwd, arg)); dir !== dirname(dir); dir = dirname(dir)) {
+      if (isServer(dir)) return dir;
+    }
+  }
+  return null;
+};
+const fromWorkspace = () => {
+  const candidates = [join(process.cwd(), "server")];
+  for (let dir = process.cwd(); ; dir = dirname(dir)) {
+    candidates.push(join(dir, "node_modules", "@paperclipai", "server"));
+    if (dir === dirname(dir)) break;
+  }
+  return candidates.find(isServer) ?? null;
+};
+const root = fromFirstProcess() ?? fromWorkspace();
+if (root) {
+  try {
+    const { serverVersion } = await import(pathToFileURL(join(root, "dist", "version.js")).href);
+    console.log("version " + serverVersion);
+  } catch {
+    console.log("version " + JSON.parse(readFileSync(join(root, "package.json"), "utf8")).version);
+  }
+}
+'
+"#;
+
+/// The version of the Paperclip server the app container of `pod` runs, when it can be found.
+async fn running_version(pods: &Api<Pod>, pod: &Pod) -> Option<String> {
+    let name = pod.metadata.name.as_deref()?;
+    let run = exec(pods, name, meta::APP_NAME, VERSION_SCRIPT);
+    let output = tokio::time::timeout(EXEC_TIMEOUT, run).await.ok()?.ok()?;
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix("version "))
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
 }
 
 async fn exec(
@@ -409,6 +539,8 @@ struct Parsed {
     used: u64,
     size: u64,
     backups: Option<u64>,
+    /// The owner of `secrets/` and the uid the exec ran as, when the directory exists.
+    owner: Option<(u32, u32)>,
 }
 
 /// Reads the exec's output: `path P`, the data line of `df -P` (`fs 1024-blocks used available
@@ -416,10 +548,16 @@ struct Parsed {
 fn parse_usage(text: &str) -> std::result::Result<Parsed, String> {
     let mut path = String::new();
     let mut backups = None;
+    let mut owner = None;
     let mut df = None;
     for line in text.lines() {
         if let Some(p) = line.strip_prefix("path ") {
             path = p.trim().to_string();
+        } else if let Some(o) = line.strip_prefix("secrets-owner ") {
+            let words: Vec<&str> = o.split_whitespace().collect();
+            if let [owner_uid, "uid", uid] = words[..] {
+                owner = owner_uid.parse().ok().zip(uid.parse().ok());
+            }
         } else if let Some(b) = line.strip_prefix("backups") {
             backups = b.trim().parse().ok();
         } else {
@@ -439,7 +577,12 @@ fn parse_usage(text: &str) -> std::result::Result<Parsed, String> {
         // What df said instead (e.g. "No such file or directory"), not the script's own lines.
         let said = text
             .lines()
-            .rfind(|l| !l.starts_with("path ") && !l.starts_with("backups") && !l.trim().is_empty())
+            .rfind(|l| {
+                !l.starts_with("path ")
+                    && !l.starts_with("backups")
+                    && !l.starts_with("secrets-owner")
+                    && !l.trim().is_empty()
+            })
             .unwrap_or("no output");
         format!("df -P gave no usage line ({said})")
     })?;
@@ -449,6 +592,7 @@ fn parse_usage(text: &str) -> std::result::Result<Parsed, String> {
         used,
         size,
         backups,
+        owner,
     })
 }
 
@@ -478,10 +622,31 @@ fn judge(
         }
     }
     warnings.extend(volumes.iter().filter_map(volume_warning));
-    if let HealthState::Unhealthy { problem } = health {
-        problems.push(format!("/api/health: {problem}"));
+    problems.extend(volumes.iter().filter_map(foreign_secrets));
+    match health {
+        HealthState::Unhealthy { problem } => problems.push(format!("/api/health: {problem}")),
+        HealthState::Starting { .. } => warnings.push(
+            "the app is still in its startup recovery (/api/health says starting); run status \
+             again in a minute"
+                .into(),
+        ),
+        HealthState::Ok { .. } => {}
     }
     (problems, warnings)
+}
+
+/// A problem when the instance's `secrets/` belongs to another uid than the app's: upstream
+/// then refuses to start, and the app cannot take it back itself.
+fn foreign_secrets(v: &VolumeUsage) -> Option<String> {
+    let (owner, uid) = (v.secrets_owner?, v.app_uid?);
+    (owner != uid).then(|| {
+        format!(
+            "{path}/{SECRETS_DIR} is owned by uid {owner}, not by the app's uid {uid}: upstream \
+             refuses to start (\"must be owned by the Paperclip process user\"); give it back \
+             from a root shell on the volume: chown -R {uid}:{uid} {path}/{SECRETS_DIR}",
+            path = v.path
+        )
+    })
 }
 
 /// A warning for a volume above [`USAGE_WARN_PERCENT`], naming upstream's backups when they hold
@@ -574,13 +739,22 @@ impl Report {
                 version,
                 bootstrap_status,
                 ..
-            } => out.push_str(&format!(
-                "Health: ok, database reachable, bootstrap: {bootstrap_status}{}\n",
-                version
-                    .as_deref()
-                    .map(|v| format!(", version {v}"))
-                    .unwrap_or_default()
-            )),
+            }
+            | HealthState::Starting {
+                version,
+                bootstrap_status,
+                ..
+            } => {
+                let state = match self.health {
+                    HealthState::Starting { .. } => "starting (startup recovery in progress)",
+                    _ => "ok",
+                };
+                out.push_str(&format!(
+                    "Health: {state}, database reachable, bootstrap: {bootstrap_status}, \
+                     version {}\n",
+                    version.as_deref().unwrap_or("unknown")
+                ))
+            }
             HealthState::Unhealthy { problem } => {
                 out.push_str(&format!("Health: unhealthy: {problem}\n"))
             }
@@ -651,7 +825,8 @@ mod tests {
                 percent: 90,
                 used: 900,
                 size: 1000,
-                backups: Some(700)
+                backups: Some(700),
+                owner: None,
             }
         );
         let mut usage = VolumeUsage {
@@ -662,8 +837,11 @@ mod tests {
             used_kib: Some(900),
             size_kib: Some(1000),
             backups_kib: Some(700),
+            secrets_owner: Some(1000),
+            app_uid: Some(1000),
             error: None,
         };
+        assert_eq!(foreign_secrets(&usage), None);
         let warning = volume_warning(&usage).unwrap();
         assert!(warning.contains("is 90% full"), "{warning}");
         assert!(
@@ -734,6 +912,38 @@ mod tests {
                 "/api/health: no running app pod"
             ]
         );
+    }
+
+    #[test]
+    fn a_secrets_directory_of_another_uid_is_a_problem_naming_the_fix() {
+        let text =
+            "path /paperclip\n/dev/a 10 1 9 10% /paperclip\nbackups \nsecrets-owner 0 uid 1000\n";
+        let parsed = parse_usage(text).unwrap();
+        assert_eq!(parsed.owner, Some((0, 1000)));
+        let usage = VolumeUsage {
+            pod: "paperclip-abc".into(),
+            container: "paperclip".into(),
+            path: parsed.path,
+            used_percent: Some(10),
+            used_kib: Some(1),
+            size_kib: Some(10),
+            backups_kib: None,
+            secrets_owner: Some(0),
+            app_uid: Some(1000),
+            error: None,
+        };
+        let problem = foreign_secrets(&usage).unwrap();
+        assert!(
+            problem.starts_with(
+                "/paperclip/instances/default/secrets is owned by uid 0, not by the app's uid 1000"
+            ),
+            "{problem}"
+        );
+        assert!(problem.contains("chown -R 1000:1000 /paperclip/instances/default/secrets"));
+        // No secrets directory yet (before onboarding): nothing to say.
+        let fresh =
+            parse_usage("path /p\n/dev/a 10 1 9 10% /p\nsecrets-owner  uid 1000\n").unwrap();
+        assert_eq!(fresh.owner, None);
     }
 
     #[test]

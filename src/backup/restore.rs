@@ -214,7 +214,13 @@ async fn stop_and_load(
     ui: &Ui,
 ) -> Result<BTreeMap<String, u64>> {
     let pods = Api::<Pod>::namespaced(target.client.clone(), target.namespace);
-    stop(&pods, target.namespace, target.timeout).await?;
+    stop(
+        &pods,
+        target.namespace,
+        target.timeout,
+        "the app was scaled back up and nothing was restored",
+    )
+    .await?;
     ui.note(&format!("✓ Deployment/{} scaled to 0", meta::APP_NAME));
 
     crate::cluster::lock::ensure_held().await?;
@@ -346,7 +352,11 @@ async fn available(target: &Target<'_>) -> Result<()> {
     .await
 }
 
-async fn scale(deployments: &Api<Deployment>, namespace: &str, replicas: i32) -> Result<()> {
+pub(crate) async fn scale(
+    deployments: &Api<Deployment>,
+    namespace: &str,
+    replicas: i32,
+) -> Result<()> {
     let patch = serde_json::json!({"spec": {"replicas": replicas}});
     deployments
         .patch(
@@ -359,8 +369,15 @@ async fn scale(deployments: &Api<Deployment>, namespace: &str, replicas: i32) ->
     Ok(())
 }
 
-/// Waits until every app pod is gone, so nothing writes to the database while it is replaced.
-async fn stop(pods: &Api<Pod>, namespace: &str, timeout: Duration) -> Result<()> {
+/// Waits until every app pod is gone, so nothing writes to the database while it is replaced
+/// (or, after onboarding, so the next pod starts with what onboarding wrote). `then` says, on a
+/// timeout, what the caller did about it.
+pub(crate) async fn stop(
+    pods: &Api<Pod>,
+    namespace: &str,
+    timeout: Duration,
+    then: &str,
+) -> Result<()> {
     for pod in crate::onboarding::app_pods(pods, namespace).await? {
         let name = pod.metadata.name.unwrap_or_default();
         let uid = pod.metadata.uid.unwrap_or_default();
@@ -370,8 +387,7 @@ async fn stop(pods: &Api<Pod>, namespace: &str, timeout: Duration) -> Result<()>
             .map_err(|_| {
                 Error::not_healthy(
                     format!(
-                        "app pod {name} did not stop within {}s; the app was scaled back up and \
-                         nothing was restored",
+                        "app pod {name} did not stop within {}s; {then}",
                         timeout.as_secs()
                     ),
                     format!("look at it: kubectl describe pod -n {namespace} {name}"),

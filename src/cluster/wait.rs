@@ -80,6 +80,11 @@ async fn one(
     };
     match result {
         Outcome::Ready => Ok(()),
+        Outcome::Failed(error) if matches!(object, Object::Deployment(_)) => {
+            Err(database_failure(client, namespace, object)
+                .await
+                .unwrap_or(error))
+        }
         Outcome::Failed(error) => Err(error),
         Outcome::TimedOut(last) => Err(timed_out(client, namespace, object, last).await),
     }
@@ -141,6 +146,41 @@ async fn until_ready(
             Some(problem) = problems.next() => return Outcome::Failed(problem),
         }
     }
+}
+
+/// The app's server exits at start when it cannot reach PostgreSQL, which the kubelet reports as
+/// a crash loop: when a pod of `object` that has restarted says so in its log, that is the
+/// error to stop with, naming the database host.
+async fn database_failure(
+    client: &kube::Client,
+    namespace: &str,
+    object: &Object,
+) -> Option<Error> {
+    let pods = Api::<Pod>::namespaced(client.clone(), namespace);
+    let listed = pods
+        .list(&ListParams::default().labels(&selector(object)))
+        .await
+        .ok()?;
+    for pod in listed.items.iter().filter(|p| runs_template(p, object)) {
+        let restarted = pod
+            .status
+            .iter()
+            .flat_map(|s| s.container_statuses.iter().flatten())
+            .any(|c| {
+                c.restart_count > 0
+                    || c.last_state
+                        .as_ref()
+                        .is_some_and(|s| s.terminated.is_some())
+            });
+        let name = pod.metadata.name.as_deref()?;
+        if restarted && let Some(failure) = crate::health::database_failure_of(&pods, name).await {
+            return Some(crate::health::unreachable_database(
+                &format!("pod {name} exited at start: {failure}"),
+                namespace,
+            ));
+        }
+    }
+    None
 }
 
 /// What makes a workload fail fast: a problem of one of its pods, or a FailedAttachVolume event

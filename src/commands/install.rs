@@ -252,11 +252,12 @@ fn summary_json(summary: &Summary, preflight: &preflight::Report) -> serde_json:
 pub(super) fn health_json(health: &Health) -> serde_json::Value {
     match health {
         Health::Ok {
+            starting,
             version,
             bootstrap,
             invite_active,
-        } => json!({"status": "ok", "version": version, "bootstrapStatus": bootstrap,
-                    "bootstrapInviteActive": invite_active}),
+        } => json!({"status": if *starting { "starting" } else { "ok" }, "version": version,
+                    "bootstrapStatus": bootstrap, "bootstrapInviteActive": invite_active}),
         Health::Unknown(problem) => json!({"status": "unknown", "problem": problem}),
     }
 }
@@ -326,11 +327,17 @@ fn done(profile: &Profile, namespace: &str, summary: &Summary) -> String {
 pub(super) fn health_lines(namespace: &str, summary: &Summary) -> String {
     match &summary.health {
         Health::Ok {
+            starting,
             bootstrap,
             invite_active,
             ..
         } => {
-            let mut out = format!("Health: ok, bootstrap: {bootstrap}\n");
+            let state = if *starting {
+                "starting (startup recovery in progress)"
+            } else {
+                "ok"
+            };
+            let mut out = format!("Health: {state}, bootstrap: {bootstrap}\n");
             let invited = matches!(
                 &summary.onboarding,
                 Some(Outcome::Onboarded {

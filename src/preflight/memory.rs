@@ -20,6 +20,13 @@ use super::report::{Outcome, Status};
 use super::{Role, target_nodes};
 use crate::render::Object;
 
+/// What the real Paperclip was measured to hold here: about 885 MB of RSS after light use, which
+/// the request covers so the scheduler places it where that much is free…
+pub const MEASURED_STEADY: Bytes = Bytes(1 << 30);
+/// …and the pod's cgroup peaked at 1.25 GB during onboarding (the CLI next to the server), which
+/// the limit must leave room for or the first install is OOMKilled.
+pub const MEASURED_PEAK: Bytes = Bytes(1536 << 20);
+
 impl Run<'_> {
     pub(super) async fn memory_headroom(&mut self) -> Outcome {
         let profile = self.profile;
@@ -32,6 +39,7 @@ impl Run<'_> {
         };
         let app_name = app.name.clone();
         let planned_limit = memory_limit(app).unwrap_or_default();
+        let measured = measured_fit(container_request(app), planned_limit);
         let needed: Vec<(String, Bytes)> = pod
             .containers
             .iter()
@@ -90,17 +98,17 @@ impl Run<'_> {
             Err(p) => return p.into(),
         };
         let earlier = earlier_runs(&history, &app_name, running_limit, planned_limit);
-        match (fit, earlier) {
-            (
-                fail @ Outcome {
-                    status: Status::Fail,
-                    ..
-                },
-                _,
-            ) => fail,
-            (_, Some(warning)) => warning,
-            (pass, None) => pass,
-        }
+        [Some(fit), measured, earlier]
+            .into_iter()
+            .flatten()
+            // The first of equally bad outcomes: the node fit before the measured memory.
+            .rev()
+            .max_by_key(|o| match o.status {
+                Status::Fail => 2,
+                Status::Warn => 1,
+                _ => 0,
+            })
+            .expect("the fit is always there")
     }
 
     /// The app container's memory limit in the Deployment an earlier install left, if any.
@@ -227,6 +235,30 @@ fn headroom(containers: &[(String, Bytes)], nodes: &[NodeRoom], placement: &str)
         .map(|n| format!("{} ({} free)", n.name, n.free()))
         .collect();
     Outcome::pass(format!("{needs}; fits on {}", rooms.join(", ")))
+}
+
+/// Whether the app container's request and limit leave Paperclip the memory it was measured to
+/// use: a limit below the onboarding peak fails (the first install would be OOMKilled), a
+/// request below the steady use warns (the scheduler may place it where it cannot grow).
+fn measured_fit(request: Bytes, limit: Bytes) -> Option<Outcome> {
+    if limit < MEASURED_PEAK {
+        return Some(Outcome::fail(
+            format!(
+                "the app's memory limit {limit} is below what Paperclip was measured to need: its \
+                 pod peaked at 1.25 GB during onboarding"
+            ),
+            format!("set app.resources.limits.memory to at least {MEASURED_PEAK}"),
+        ));
+    }
+    (request < MEASURED_STEADY).then(|| {
+        Outcome::warn(
+            format!(
+                "the app's memory request {request} is below what Paperclip holds after light \
+                 use (about 885 MB)"
+            ),
+            format!("set app.resources.requests.memory to at least {MEASURED_STEADY}"),
+        )
+    })
 }
 
 /// A warning when an earlier run of the app was OOMKilled at a limit the profile does not
@@ -408,6 +440,39 @@ mod tests {
         assert!(earlier_runs(&pods, "paperclip", None, Bytes(12 * GI)).is_none());
         // A container terminated right now counts as well.
         assert!(earlier_runs(&[oom_pod("1Gi", false)], "paperclip", None, Bytes(GI)).is_some());
+    }
+
+    #[test]
+    fn requests_and_limits_below_the_measured_memory_are_named() {
+        let low_limit = measured_fit(Bytes(GI), Bytes(GI)).unwrap();
+        assert_eq!(low_limit.status, Status::Fail);
+        assert!(
+            low_limit.detail.contains("limit 1Gi"),
+            "{}",
+            low_limit.detail
+        );
+        assert_eq!(
+            low_limit.fix.as_deref(),
+            Some("set app.resources.limits.memory to at least 1.5Gi")
+        );
+        let low_request = measured_fit(Bytes(GI / 2), Bytes(4 * GI)).unwrap();
+        assert_eq!(low_request.status, Status::Warn);
+        assert!(low_request.detail.contains("request 512Mi"));
+        assert!(measured_fit(Bytes(GI), Bytes(4 * GI)).is_none());
+    }
+
+    #[test]
+    fn shipped_profiles_fit_the_measured_memory() {
+        for (name, _) in crate::profile::BUILTIN {
+            let profile = crate::profile::load(name, &[]).unwrap().profile;
+            let release = crate::render::render(&profile);
+            let (_, app) = workload(&release, &profile, Role::App).unwrap();
+            let (request, limit) = (container_request(app), memory_limit(app).unwrap());
+            assert!(
+                measured_fit(request, limit).is_none(),
+                "{name}: {request} / {limit}"
+            );
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use super::error::ProfileError;
 use super::locate::{format_path, locate, parse_path};
-use super::model::{Profile, ServiceType, TolerationOperator};
+use super::model::{DeploymentMode, Profile, ServiceType, TolerationOperator};
 use crate::render::meta::SHELL_PULL_SECRET;
 
 /// One failed check: the field it is about, what is wrong, and how to fix it.
@@ -48,6 +48,8 @@ const MANAGED_ENV: &[&str] = &[
     "PAPERCLIP_HOME",
     "HOST",
     "PORT",
+    "PAPERCLIP_AUTH_BASE_URL_MODE",
+    "PAPERCLIP_SECRETS_STRICT_MODE",
 ];
 
 pub fn check(p: &Profile) -> Result<(), Issue> {
@@ -102,6 +104,19 @@ fn check_services(p: &Profile) -> Result<(), Issue> {
 }
 
 fn check_app(p: &Profile) -> Result<(), Issue> {
+    // The pod must listen on 0.0.0.0 for its Service and probes; upstream refuses that bind in
+    // local_trusted mode ("local_trusted requires server.bind=loopback", shared
+    // network-bind.js), so such a pod would crash-loop from its first start.
+    if p.app.deployment_mode == DeploymentMode::LocalTrusted {
+        return Err(Issue::new(
+            "app.deploymentMode",
+            "local_trusted cannot run in a pod: upstream binds it to loopback only and refuses \
+             the 0.0.0.0 bind the Service and probes need (\"local_trusted requires \
+             server.bind=loopback\")",
+            "use deploymentMode: authenticated (sign-in required; the install prints the first \
+             admin's invite URL)",
+        ));
+    }
     for (name, probe) in [
         ("readiness", &p.app.probes.readiness),
         ("liveness", &p.app.probes.liveness),

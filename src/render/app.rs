@@ -33,6 +33,26 @@ const UID: i64 = 1000;
 const DATA_PATH: &str = "/paperclip";
 const DEFAULT_INVENTORY: &str = include_str!("../../embedded/shell-image/inventory.yaml");
 
+/// Settings upstream reads from `config.json` unless the environment names them (server
+/// `config.js`: the environment wins). The first start has no `config.json` and derives them
+/// from the deployment mode and public URL; `onboard` then writes `auth.baseUrlMode: "auto"` and
+/// `secrets.strictMode: false`, which the next start would silently pick up. Public exposure even
+/// refuses to start with `auto` ("authenticated public exposure requires
+/// auth.baseUrlMode=explicit"). Pinned here, every start runs with what the first one had: the
+/// auth base URL is the profile's public URL (`PAPERCLIP_PUBLIC_URL`), and secret values must
+/// be stored as secrets, upstream's own default for an authenticated instance.
+pub const PINNED_SETTINGS: &[(&str, &str)] = &[
+    ("PAPERCLIP_AUTH_BASE_URL_MODE", "explicit"),
+    ("PAPERCLIP_SECRETS_STRICT_MODE", "true"),
+];
+
+/// How long the app may take to open its port: it opens only after the database migrations
+/// ran (19 s on an empty database here, minutes for an upgrade of a large one). The startup
+/// probe holds the liveness probe back until then, so a long migration is never killed midway.
+pub const STARTUP_BUDGET_SECONDS: i32 = 15 * 60;
+/// How often the startup probe looks.
+const STARTUP_PERIOD_SECONDS: i32 = 5;
+
 pub fn objects(profile: &Profile) -> Vec<Object> {
     let mut objects = vec![Object::PersistentVolumeClaim(pod::claim(
         profile,
@@ -123,6 +143,11 @@ fn app_container(profile: &Profile) -> Container {
         pod::env("HOST", "0.0.0.0"),
         pod::env("PORT", APP_PORT.to_string()),
     ];
+    env.extend(
+        PINNED_SETTINGS
+            .iter()
+            .map(|(name, value)| pod::env(name, *value)),
+    );
     env.extend(app.env.iter().map(|(k, v)| pod::env(k.as_str(), v.clone())));
     Container {
         name: APP_NAME.into(),
@@ -134,8 +159,12 @@ fn app_container(profile: &Profile) -> Container {
         }]),
         env: Some(env),
         env_from: Some(env_from(profile)),
-        readiness_probe: Some(probe(&app.probes.readiness, 10, 0)),
-        liveness_probe: Some(probe(&app.probes.liveness, 15, 30)),
+        startup_probe: Some(Probe {
+            failure_threshold: Some(STARTUP_BUDGET_SECONDS / STARTUP_PERIOD_SECONDS),
+            ..probe(&app.probes.liveness, STARTUP_PERIOD_SECONDS)
+        }),
+        readiness_probe: Some(probe(&app.probes.readiness, 10)),
+        liveness_probe: Some(probe(&app.probes.liveness, 15)),
         resources: Some(pod::resources(&app.resources)),
         security_context: Some(SecurityContext {
             run_as_user: Some(UID),
@@ -177,11 +206,10 @@ fn env_from(profile: &Profile) -> Vec<EnvFromSource> {
         .collect()
 }
 
-fn probe(p: &model::Probe, period: i32, initial_delay: i32) -> Probe {
+fn probe(p: &model::Probe, period: i32) -> Probe {
     let port = IntOrString::String("http".into());
     let base = Probe {
         period_seconds: Some(period),
-        initial_delay_seconds: (initial_delay > 0).then_some(initial_delay),
         timeout_seconds: Some(5),
         failure_threshold: Some(6),
         ..Default::default()

@@ -15,6 +15,7 @@ mod pod;
 mod secrets;
 
 pub use app::{APP_PORT, SSHD_PORT};
+pub use database::PORT as DB_PORT;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{

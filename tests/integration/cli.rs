@@ -45,7 +45,7 @@ fn install_dry_run_shows_the_waves_in_order_and_changes_nothing() {
     assert_eq!(run.stdout, paperclipctl(&["plan", "-p", "frank"]).stdout);
     assert!(!run.stdout.contains("Containers:"));
     let verbose = paperclipctl(&["plan", "-p", "frank", "-v"]).stdout;
-    assert!(verbose.contains("Deployment/paperclip paperclip: ghcr.io/paperclipai/paperclip:sha-3494e84; requests cpu=250m memory=512Mi; limits cpu=1 memory=12Gi"), "{verbose}");
+    assert!(verbose.contains("Deployment/paperclip paperclip: ghcr.io/paperclipai/paperclip:sha-3494e84; requests cpu=250m memory=1Gi; limits cpu=1 memory=12Gi"), "{verbose}");
 }
 
 #[test]
@@ -119,6 +119,28 @@ fn a_bad_profile_exits_2_naming_file_line_and_field() {
         run.stderr
     );
     assert!(run.stderr.contains("try 12Gi"), "{}", run.stderr);
+}
+
+#[test]
+fn a_local_trusted_profile_is_refused_before_anything_renders() {
+    let run = paperclipctl(&[
+        "plan",
+        "--profile",
+        "default",
+        "--set",
+        "app.deploymentMode=local_trusted",
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stdout.is_empty());
+    assert!(
+        run.stderr
+            .contains("app.deploymentMode: local_trusted cannot run in a pod")
+            && run
+                .stderr
+                .contains("local_trusted requires server.bind=loopback"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

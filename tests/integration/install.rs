@@ -19,7 +19,7 @@ pub(crate) const LLM_KEY: &str = "llm-key-for-install-tests";
 /// would create it) and its own Infisical project.
 pub(crate) struct Setup {
     pub(crate) namespace: String,
-    project: Project,
+    pub(crate) project: Project,
     /// LoadBalancer IPs of the app and the shell (unique: Services of earlier tests keep theirs).
     app_ip: String,
     shell_ip: String,
@@ -698,4 +698,180 @@ async fn a_failed_preflight_writes_nothing_and_reports_json_for_scripts() {
             .any(|k| k.starts_with("StatefulSet/") || k.starts_with("ExternalSecret/")),
         "nothing may be applied: {versions:?}"
     );
+}
+
+/// Whether process `pid` of this machine still runs (a zombie waiting for its reaper does not).
+fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.rsplit_once(") ")?.1.split(' ').next()?.to_string();
+            Some(state != "Z")
+        })
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn onboarding_leaves_no_second_server_and_the_app_restarts_to_read_what_it_wrote() {
+    use k8s_openapi::api::core::v1::Pod;
+
+    let Installed {
+        setup, home, run, ..
+    } = installed("onboard").await;
+    let stderr = text(&run.stderr);
+    assert!(run.status.success(), "install failed:\n{stderr}");
+
+    // Upstream's `onboard --yes` started its own server, deaf to SIGTERM: it is gone.
+    let app_home = home.path().join("paperclip");
+    let pids = std::fs::read_to_string(app_home.join("onboard-servers.pids"))
+        .expect("onboarding started upstream's second server");
+    let running: Vec<&str> = pids.lines().filter(|pid| alive(pid)).collect();
+    assert!(
+        running.is_empty(),
+        "onboarding's servers still run: {running:?}"
+    );
+
+    // The app that runs now started after onboarding wrote .env, so it has the agent JWT secret
+    // and the tool-action signing secret without anyone restarting it.
+    assert!(stderr.contains("restarting the app"), "{stderr}");
+    let written: std::time::SystemTime = std::fs::metadata(app_home.join("instances/default/.env"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let written = written
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let client = Harness::shared().client().await;
+    let pods: Vec<Pod> = Api::<Pod>::namespaced(client.clone(), &setup.namespace)
+        .list(&ListParams::default().labels("app.kubernetes.io/component=app"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect();
+    assert_eq!(pods.len(), 1, "one app pod runs");
+    let created = pods[0]
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .unwrap()
+        .0
+        .as_second();
+    assert!(
+        created >= written,
+        "the app pod was created at {created}, before onboarding wrote .env at {written}"
+    );
+}
+
+/// The end of upstream 2026.916.1's log when its database host does not resolve, as a kubelet
+/// stores it (CRI log lines): the server exits about ten seconds after its start.
+fn unreachable_database_log(host: &str) -> String {
+    [
+        "[00:07:03] \u{1b}[31mERROR\u{1b}[39m: \u{1b}[36mPaperclip server failed to start\u{1b}[39m ",
+        "    err: {",
+        "      \"type\": \"Error\",",
+        &format!("      \"message\": \"getaddrinfo ENOTFOUND {host}\","),
+        "      \"stack\":",
+        &format!("          Error: getaddrinfo ENOTFOUND {host}"),
+        "      \"code\": \"ENOTFOUND\",",
+        "    }",
+    ]
+    .iter()
+    .map(|line| format!("2026-12-01T00:07:03.000000000Z stderr F {line}\n"))
+    .collect()
+}
+
+#[tokio::test]
+async fn an_app_that_cannot_reach_its_database_at_start_is_named_with_its_host() {
+    use k8s_openapi::api::core::v1::Pod;
+
+    let (code, stderr, setup) = install_failing_app("crashloop").await;
+    assert_eq!(code, Some(5), "{stderr}");
+    let ns = setup.namespace.as_str();
+    let host = format!("paperclip-db-postgresql.{ns}.svc");
+    // The crash-looping pod's previous run logged upstream's database failure.
+    let client = Harness::shared().client().await;
+    let pod = Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels("app.kubernetes.io/component=app"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find_map(|p| p.metadata.name)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("previous.log");
+    std::fs::write(&log, unreachable_database_log(&host)).unwrap();
+    let gvk = GroupVersionKind::gvk("kwok.x-k8s.io", "v1alpha1", "Logs");
+    let logs: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "Logs",
+        "metadata": {"name": pod, "namespace": ns},
+        "spec": {"logs": [{"containers": ["paperclip"], "logsFile": log, "previousLogsFile": log}]},
+    }))
+    .unwrap();
+    Api::<DynamicObject>::namespaced_with(
+        client,
+        ns,
+        &ApiResource::from_gvk_with_plural(&gvk, "logs"),
+    )
+    .create(&PostParams::default(), &logs)
+    .await
+    .unwrap();
+
+    // `status` names the database and the host the app tried (KWOK serves the log after a
+    // moment: poll until it does).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let said = loop {
+        let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_paperclipctl"))
+            .args(["status", "--namespace", ns])
+            .env("KUBECONFIG", Harness::shared().var("KUBECONFIG"))
+            .env("NO_COLOR", "1")
+            .output()
+            .await
+            .unwrap();
+        let stdout = text(&status.stdout);
+        if stdout.contains("cannot reach its database") {
+            assert_eq!(status.status.code(), Some(5), "{stdout}");
+            break stdout;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "status never named the database:\n{stdout}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(
+        said.contains(&format!(
+            "Paperclip cannot reach its database at {host}:5432: pod {pod} exited at start: \
+             getaddrinfo ENOTFOUND {host}"
+        )),
+        "{said}"
+    );
+
+    // And so does install's wait, instead of a bare crash loop.
+    let image = "app.image=harness.invalid/fail:crashloop";
+    let again = install(
+        &setup,
+        &[
+            "--timeout",
+            "60s",
+            "--ignore-preflight",
+            "image-app",
+            "--set",
+            image,
+        ],
+        &[("PAPERCLIP_LITELLM_KEY", LLM_KEY)],
+    )
+    .await;
+    let stderr = text(&again.stderr);
+    assert_eq!(again.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot reach its database at {host}:5432"))
+            && stderr.contains(&format!("getaddrinfo ENOTFOUND {host}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
 }

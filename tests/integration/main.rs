@@ -5,6 +5,7 @@ mod cli;
 mod guided;
 mod harness;
 mod install;
+mod journey;
 mod ownership;
 mod preflight;
 mod profile_errors;

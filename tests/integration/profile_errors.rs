@@ -211,6 +211,20 @@ const CASES: &[Case] = &[
         None,
     ),
     case(
+        "name: x\napp:\n  env:\n    PAPERCLIP_AUTH_BASE_URL_MODE: auto\n",
+        "app.env.PAPERCLIP_AUTH_BASE_URL_MODE",
+        Some(4),
+        "set by paperclipctl",
+        None,
+    ),
+    case(
+        "name: x\napp:\n  publicUrl: http://x:3100\n  deploymentMode: local_trusted\n",
+        "app.deploymentMode",
+        Some(4),
+        "local_trusted cannot run in a pod",
+        Some("use deploymentMode: authenticated"),
+    ),
+    case(
         "name: x\napp:\n  env:\n    OPENAI_API_KEY: sk-123\n",
         "app.env.OPENAI_API_KEY",
         Some(4),

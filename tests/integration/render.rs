@@ -32,7 +32,7 @@ fn frank_manifests_carry_every_value_of_the_write_up() {
         "kubernetes.io/hostname: gpu-1",
         "key: nvidia.com/gpu",
         "effect: NoSchedule",
-        "memory: 512Mi",
+        "memory: 1Gi",
         "cpu: 250m",
         "memory: 12Gi",
         "storage: 5Gi",
@@ -345,4 +345,96 @@ fn a_bare_shell_repository_is_not_unpinned_but_a_bare_app_image_is() {
     assert!(f.is_empty(), "install pins the content tag's digest: {f:?}");
     let f = findings("frank", &["app.image=ghcr.io/paperclipai/paperclip"]);
     assert_eq!(codes(&f, Severity::Warning), ["unpinned-image"]);
+}
+
+/// The app container of a rendered release.
+fn app_container(release: &Release) -> k8s_openapi::api::core::v1::Container {
+    release
+        .objects()
+        .find_map(|o| match o {
+            Object::Deployment(d) => d.spec.as_ref()?.template.spec.clone(),
+            _ => None,
+        })
+        .and_then(|spec| spec.containers.into_iter().find(|c| c.name == "paperclip"))
+        .expect("the release has an app container")
+}
+
+#[test]
+fn every_start_keeps_the_auth_and_secrets_settings_of_the_first_one() {
+    // Upstream's onboarding writes `auth.baseUrlMode: auto` and `secrets.strictMode: false` into
+    // config.json; the environment wins over the file, so the pod names both.
+    for exposure in ["private", "public"] {
+        let set = format!("app.exposure={exposure}");
+        let env: Vec<(String, Option<String>)> = app_container(&release("default", &[&set]))
+            .env
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| (e.name, e.value))
+            .collect();
+        for (name, value) in [
+            ("PAPERCLIP_AUTH_BASE_URL_MODE", "explicit"),
+            ("PAPERCLIP_PUBLIC_URL", "http://localhost:3100"),
+            ("PAPERCLIP_SECRETS_STRICT_MODE", "true"),
+            ("PAPERCLIP_DEPLOYMENT_EXPOSURE", exposure),
+        ] {
+            assert!(
+                env.contains(&(name.to_string(), Some(value.to_string()))),
+                "{exposure}: no {name}={value} in {env:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_slow_migration_is_not_killed_by_the_liveness_probe() {
+    for (name, _) in profile::BUILTIN {
+        let app = app_container(&release(name, &[]));
+        let startup = app.startup_probe.expect("a startup probe");
+        let budget = startup.period_seconds.unwrap() * startup.failure_threshold.unwrap();
+        assert!(budget >= 15 * 60, "{name}: {budget}s to open the port");
+        assert!(
+            startup.tcp_socket.is_some(),
+            "{name}: the port opens only after migrations"
+        );
+        let liveness = app.liveness_probe.unwrap();
+        assert_eq!(
+            liveness.initial_delay_seconds, None,
+            "{name}: the startup probe holds liveness back, not a fixed delay"
+        );
+    }
+}
+
+#[test]
+fn everything_that_writes_the_app_volume_runs_as_the_apps_uid() {
+    // Upstream refuses to start when instances/default/secrets is not owned by its own uid, so
+    // the app, the sidecar and every exec into them (onboarding, restore) run as uid 1000.
+    let release = release("frank", &[]);
+    let spec = release
+        .objects()
+        .find_map(|o| match o {
+            Object::Deployment(d) => d.spec.as_ref()?.template.spec.clone(),
+            _ => None,
+        })
+        .unwrap();
+    let pod = spec.security_context.unwrap();
+    assert_eq!(
+        (pod.run_as_user, pod.run_as_group),
+        (Some(1000), Some(1000))
+    );
+    let writers: Vec<_> = spec
+        .containers
+        .iter()
+        .filter(|c| {
+            c.volume_mounts
+                .iter()
+                .flatten()
+                .any(|m| m.name == "data" && m.read_only != Some(true))
+        })
+        .collect();
+    assert_eq!(writers.len(), 2, "the app and the shell sidecar");
+    for c in writers {
+        let security = c.security_context.as_ref().unwrap();
+        assert_eq!(security.run_as_user, Some(1000), "{}", c.name);
+        assert_eq!(security.run_as_non_root, Some(true), "{}", c.name);
+    }
 }

@@ -116,6 +116,7 @@ async fn status_reports_a_healthy_install_warns_on_a_full_volume_and_fails_when_
         "✓ ExternalSecret/paperclip-auth Ready",
         "✓ PersistentVolumeClaim/paperclip-data Bound",
         "Health: ok, database reachable, bootstrap: ",
+        ", version 0.0.0-stub\n",
     ] {
         assert!(stdout.contains(line), "no {line:?} in:\n{stdout}");
     }
@@ -228,4 +229,91 @@ async fn status_and_history_say_when_nothing_is_installed() {
             text(&out.stderr)
         );
     }
+}
+
+#[tokio::test]
+async fn a_starting_app_is_a_state_and_status_names_the_version_its_image_runs() {
+    let h = Harness::shared();
+    let setup = setup("starting", None).await;
+    let home = tempfile::tempdir().unwrap();
+    // Upstream answers `"status":"starting"` during its startup recovery, without a version for
+    // an anonymous caller.
+    let server = h.app_server(&["--status", "starting"]).await;
+    let _exec = h
+        .serve_app_exec_with_server(&setup.namespace, &home.path().join("paperclip"), &server)
+        .await;
+    let installed = install(
+        &setup,
+        &["--timeout", "60s"],
+        &[("PAPERCLIP_LITELLM_KEY", LLM_KEY)],
+    )
+    .await;
+    let stdout = text(&installed.stdout);
+    assert!(
+        installed.status.success(),
+        "install failed:\n{}",
+        text(&installed.stderr)
+    );
+    assert!(
+        stdout.contains("Health: starting (startup recovery in progress), bootstrap: "),
+        "{stdout}"
+    );
+
+    let ns = setup.namespace.as_str();
+    let out = run("status", ns, &[]).await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains(
+            "Health: starting (startup recovery in progress), database reachable, bootstrap: \
+             bootstrap_pending, version 0.0.0-stub\n"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("warning: the app is still in its startup recovery"),
+        "{stdout}"
+    );
+    let json = run("status", ns, &["-o", "json"]).await;
+    let document: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(document["healthy"], true, "{document:#}");
+    assert_eq!(document["health"]["status"], "starting", "{document:#}");
+    assert_eq!(document["health"]["version"], "0.0.0-stub", "{document:#}");
+}
+
+#[tokio::test]
+async fn a_secrets_directory_another_uid_owns_is_named_with_the_fix() {
+    let crate::install::Installed {
+        setup,
+        home,
+        run: installed,
+        ..
+    } = crate::install::installed("secrets-owner").await;
+    assert!(
+        installed.status.success(),
+        "install failed:\n{}",
+        text(&installed.stderr)
+    );
+    let ns = setup.namespace.as_str();
+    let ok = run("status", ns, &[]).await;
+    assert!(
+        !text(&ok.stdout).contains("is owned by uid"),
+        "{}",
+        text(&ok.stdout)
+    );
+    // A volume written by root (a restore by hand, an image that ran as root): upstream refuses
+    // to start on it.
+    let secrets = home.path().join("paperclip/instances/default/secrets");
+    std::os::unix::fs::chown(&secrets, Some(0), Some(0)).unwrap();
+    let out = run("status", ns, &[]).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(5), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "{}/instances/default/secrets is owned by uid 0, not by the app's uid 1000",
+            home.path().join("paperclip").display()
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("chown -R 1000:1000 "), "{stdout}");
 }

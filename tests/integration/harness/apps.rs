@@ -11,6 +11,10 @@
 //! DATABASE_URL and PAPERCLIP_PUBLIC_URL from there. Port 3100 of every pod reaches the harness's
 //! shared app stand-in; a test that needs another answer from the app starts an [`AppServer`] of
 //! its own, which this fixture then forwards the pods' port 3100 to.
+//!
+//! The stand-ins are this checkout's (`tests/harness/app-stub`), whichever checkout started the
+//! shared harness, and exec runs in the stand-in's copy of the image's workspace (`app/`, where
+//! upstream's server package lives), as exec into the app image starts in `/app`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -57,7 +61,7 @@ impl Harness {
     /// Starts an app stand-in of its own with `args` (see app-stub/paperclip-server).
     pub async fn app_server(&self, args: &[&str]) -> AppServer {
         use tokio::io::AsyncBufReadExt;
-        let script = Path::new(self.var("HARNESS_APP_STUB_DIR")).join("paperclip-server");
+        let script = stub_dir().join("paperclip-server");
         let mut process = tokio::process::Command::new(script)
             .args(["--port", "0"])
             .args(args)
@@ -96,10 +100,7 @@ impl Harness {
         std::fs::create_dir_all(home).unwrap();
         std::os::unix::fs::chown(home, Some(1000), Some(1000)).unwrap();
         let client = self.client().await;
-        let stub_path = format!(
-            "{}:/usr/local/bin:/usr/bin:/bin",
-            self.var("HARNESS_APP_STUB_DIR")
-        );
+        let stub_path = format!("{}:/usr/local/bin:/usr/bin:/bin", stub_dir().display());
         let namespace = namespace.to_string();
         let home_text = home.display().to_string();
         let database_url = format!(
@@ -136,7 +137,7 @@ impl Harness {
                 let mut envs = container_env(&pod, &database_url);
                 envs.push(("PAPERCLIP_HOME".into(), home_text.clone()));
                 envs.push(("PATH".into(), stub_path.clone()));
-                create_exec(&client, &namespace, &name, &home_text, &envs).await;
+                create_exec(&client, &namespace, &name, &envs).await;
                 wait_until_served(&pods, &name, &home_text).await;
                 if let Some(port) = http_port {
                     create_port_forward(&client, &namespace, &name, port).await;
@@ -150,6 +151,11 @@ impl Harness {
         });
         AppExec { task }
     }
+}
+
+/// The stand-ins of this checkout.
+fn stub_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/harness/app-stub")
 }
 
 /// The app container's variables that have a plain value, as exec into it sees them; DATABASE_URL
@@ -171,13 +177,7 @@ fn container_env(pod: &Pod, database_url: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn create_exec(
-    client: &kube::Client,
-    namespace: &str,
-    pod: &str,
-    home: &str,
-    envs: &[(String, String)],
-) {
+async fn create_exec(client: &kube::Client, namespace: &str, pod: &str, envs: &[(String, String)]) {
     let gvk = GroupVersionKind::gvk("kwok.x-k8s.io", "v1alpha1", "Exec");
     let resource = ApiResource::from_gvk_with_plural(&gvk, "execs");
     let exec: DynamicObject = serde_json::from_value(json!({
@@ -185,7 +185,7 @@ async fn create_exec(
         "kind": "Exec",
         "metadata": {"name": pod, "namespace": namespace},
         "spec": {"execs": [{"local": {
-            "workDir": home,
+            "workDir": stub_dir().join("app"),
             "envs": envs.iter().map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>(),
             "securityContext": {"runAsUser": 1000, "runAsGroup": 1000},
         }}]},

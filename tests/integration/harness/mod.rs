@@ -48,6 +48,14 @@ impl Harness {
             .unwrap_or_else(|| panic!("the harness exports no {key}"))
     }
 
+    /// A variable the harness exported, if it did.
+    pub fn var_opt(&self, key: &str) -> Option<&str> {
+        self.env
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
     /// A client for the harness cluster, built from its kubeconfig (not from the caller's
     /// environment, so a developer's own cluster is never touched).
     pub async fn client(&self) -> kube::Client {
