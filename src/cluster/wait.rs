@@ -276,6 +276,11 @@ fn statefulset_ready(s: &StatefulSet) -> Readiness {
 
 fn deployment_ready(d: &Deployment) -> Readiness {
     let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    // Never ready at 0 replicas: the app serves nothing, and a watch that starts from the API
+    // server's cache can first show the Deployment as it was while scaled down for a restart.
+    if want == 0 {
+        return Readiness::NotYet("scaled to 0 replicas".into());
+    }
     let Some(status) = &d.status else {
         return Readiness::NotYet("no status yet".into());
     };
@@ -467,6 +472,22 @@ mod tests {
     fn status(state: serde_json::Value, last: serde_json::Value) -> serde_json::Value {
         serde_json::json!({"name": "paperclip", "image": "x", "imageID": "", "ready": false,
                            "restartCount": 4, "state": state, "lastState": last})
+    }
+
+    #[test]
+    fn a_deployment_scaled_to_zero_is_never_ready() {
+        // What a watch that starts from the API server's cache can show right after a restart
+        // scaled the app 0 → 1: the old object, settled at 0 replicas.
+        let settled_at_zero: Deployment = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "paperclip", "generation": 4},
+            "spec": {"replicas": 0, "selector": {}, "template": {}},
+            "status": {"observedGeneration": 4, "replicas": 0}
+        }))
+        .unwrap();
+        assert!(matches!(
+            deployment_ready(&settled_at_zero),
+            Readiness::NotYet(why) if why == "scaled to 0 replicas"
+        ));
     }
 
     #[test]
