@@ -63,7 +63,9 @@ async fn serve_database_exec(namespace: &str, pods: &Api<Pod>, envs: &[(&str, &s
         .expect("PGPORT is given")
         .to_string();
     until(30, "KWOK never served the Exec", || async {
-        let params = AttachParams::default().stderr(false);
+        let params = AttachParams::default()
+            .container("postgresql")
+            .stderr(false);
         let Ok(mut process) = pods
             .exec(DB_POD, ["sh", "-c", "echo \"$PGPORT\""], &params)
             .await
