@@ -351,6 +351,11 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub other_namespace: bool,
 
+    /// Restore without the safety backup of what is there now (for an instance that cannot be
+    /// backed up, e.g. one whose master key is lost); what the restore replaces is then gone
+    #[arg(long)]
+    pub no_safety_backup: bool,
+
     /// How long the app may take to stop, and to come back, e.g. 90s, 5m
     #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: std::time::Duration,

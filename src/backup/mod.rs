@@ -21,8 +21,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::Api;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, ListParams};
+
+use crate::cluster::api_error;
 
 use crate::error::{Error, Result};
 use crate::render::meta;
@@ -72,9 +76,7 @@ pub async fn backup(
     ui: &Ui,
 ) -> Result<Written> {
     let pods = Api::<Pod>::namespaced(client.clone(), namespace);
-    let app_pod =
-        crate::onboarding::running_app_pod(&pods, namespace, "read the instance files from")
-            .await?;
+    let app_pod = release_app_pod(client, namespace, "read the instance files from").await?;
     let app = app_container(&pods, namespace, app_pod);
     let db = database(&pods, namespace);
     let record = crate::release::history(client, namespace).await?.pop();
@@ -165,6 +167,53 @@ pub fn open(path: &Path) -> Result<(Manifest, tempfile::TempDir)> {
         ));
     }
     Ok((manifest, dir))
+}
+
+/// A running app pod made by the release's own Deployment (through its ReplicaSet), for
+/// `purpose` ("read the instance files from"). Labels alone can be copied by anyone who may
+/// create pods in the namespace, and a restore writes the master key into the pod it picks.
+/// (A copy that also carries the ReplicaSet's pod-template-hash is adopted by it; that case is
+/// not told apart here.)
+async fn release_app_pod(client: &kube::Client, namespace: &str, purpose: &str) -> Result<String> {
+    let controller = |refs: &Option<Vec<OwnerReference>>| {
+        refs.iter()
+            .flatten()
+            .find(|r| r.controller == Some(true))
+            .map(|r| r.uid.clone())
+    };
+    let deployment = Api::<Deployment>::namespaced(client.clone(), namespace)
+        .get_opt(meta::APP_NAME)
+        .await
+        .map_err(|e| api_error(e, "get", "deployments", Some(namespace)))?;
+    let deployment_uid = deployment.and_then(|d| d.metadata.uid);
+    let sets: Vec<String> = Api::<ReplicaSet>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| api_error(e, "list", "replicasets.apps", Some(namespace)))?
+        .items
+        .into_iter()
+        .filter(|rs| {
+            deployment_uid.is_some() && controller(&rs.metadata.owner_references) == deployment_uid
+        })
+        .filter_map(|rs| rs.metadata.uid)
+        .collect();
+    let pods = Api::<Pod>::namespaced(client.clone(), namespace);
+    crate::onboarding::app_pods(&pods, namespace)
+        .await?
+        .into_iter()
+        .filter(crate::onboarding::is_running)
+        .find(|p| controller(&p.metadata.owner_references).is_some_and(|uid| sets.contains(&uid)))
+        .and_then(|p| p.metadata.name)
+        .ok_or_else(|| {
+            Error::not_healthy(
+                format!(
+                    "no running app pod of Deployment/{} to {purpose}",
+                    meta::APP_NAME
+                ),
+                "run `paperclipctl install` again once the app is Ready; pods with the app's \
+                 labels that its Deployment did not make are never used",
+            )
+        })
 }
 
 /// The app container of the app pod `pod`.

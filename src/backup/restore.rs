@@ -21,7 +21,7 @@ use kube::runtime::wait::{await_condition, conditions};
 
 use super::archive::{CONFIG, DUMP, MASTER_KEY, Manifest};
 use super::exec::Input;
-use super::{DB_ENV, app_container, bytes_bar, counts, database};
+use super::{DB_ENV, app_container, bytes_bar, counts, database, release_app_pod};
 use crate::cluster::{api_error, wait};
 use crate::error::{Error, Result};
 use crate::render::{Object, Wave, meta};
@@ -106,9 +106,7 @@ pub async fn restore(target: &Target<'_>, manifest: &Manifest, dir: &Path, ui: &
         client, namespace, ..
     } = *target;
     let pods = Api::<Pod>::namespaced(client.clone(), namespace);
-    let app_pod =
-        crate::onboarding::running_app_pod(&pods, namespace, "put the instance files back into")
-            .await?;
+    let app_pod = release_app_pod(client, namespace, "put the instance files back into").await?;
     let container = app_container(&pods, namespace, app_pod);
     // The parts this run began to replace: only those are put back (an older run's leftovers
     // beside the others are not this run's to move).
@@ -171,7 +169,7 @@ pub async fn restore(target: &Target<'_>, manifest: &Manifest, dir: &Path, ui: &
     signal::or_interrupted(available(target)).await?;
     ui.note(&format!("✓ Deployment/{} available", meta::APP_NAME));
     let tidied = async {
-        let pod = crate::onboarding::running_app_pod(&pods, namespace, "tidy up").await?;
+        let pod = release_app_pod(client, namespace, "tidy up").await?;
         let container = app_container(&pods, namespace, pod);
         for part in [MASTER_KEY, CONFIG] {
             container
@@ -288,9 +286,7 @@ async fn put_back(target: &Target<'_>, pods: &Api<Pod>, ui: &Ui, cause: Error) -
     let namespace = target.namespace;
     let back = async {
         available(target).await?;
-        let pod =
-            crate::onboarding::running_app_pod(pods, namespace, "put the kept files back into")
-                .await?;
+        let pod = release_app_pod(target.client, namespace, "put the kept files back into").await?;
         put_back_files(&app_container(pods, namespace, pod), &[MASTER_KEY, CONFIG]).await?;
         // The app read the archive's key when it started: restart it with the kept one.
         for pod in crate::onboarding::app_pods(pods, namespace).await? {

@@ -69,23 +69,30 @@ pub fn run(global: &Global, args: &RestoreArgs, ui: &Ui) -> Result<()> {
         let client = &cluster.client;
         let lock = Lock::acquire(client, &namespace).await?;
         let restored = async {
-            let safety = backup::new_archive_path(&namespace, Some("pre-restore"))?;
-            let written = backup::backup(client, &namespace, &safety, ui)
-                .await
-                .map_err(|e| match e {
-                    Error::Interrupted { .. } => e,
-                    e => Error::not_healthy(
-                        format!(
-                            "the safety backup of {namespace} failed, so nothing was restored: {e}"
+            if args.no_safety_backup {
+                ui.note("no safety backup (--no-safety-backup): what is there now is replaced");
+            } else {
+                let safety = backup::new_archive_path(&namespace, Some("pre-restore"))?;
+                let written = backup::backup(client, &namespace, &safety, ui)
+                    .await
+                    .map_err(|e| match e {
+                        Error::Interrupted { .. } => e,
+                        e => Error::not_healthy(
+                            format!(
+                                "the safety backup of {namespace} failed, so nothing was \
+                                 restored: {e}"
+                            ),
+                            "make `paperclipctl backup` work first (the app must be running); \
+                             for an instance that cannot be backed up (its master key is lost), \
+                             add --no-safety-backup",
                         ),
-                        "make `paperclipctl backup` work first (the app must be running)",
-                    ),
-                })?;
-            ui.note(&format!(
-                "✓ safety backup of what is there now: {} ({} bytes)",
-                safety.display(),
-                written.bytes
-            ));
+                    })?;
+                ui.note(&format!(
+                    "✓ safety backup of what is there now: {} ({} bytes)",
+                    safety.display(),
+                    written.bytes
+                ));
+            }
             let target = Target {
                 client,
                 namespace: &namespace,

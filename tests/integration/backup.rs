@@ -367,9 +367,17 @@ async fn backup_and_restore_bring_back_rows_and_the_master_key_and_refuse_a_tamp
     .await;
     assert!(meant.status.success(), "{}", text(&meant.stderr));
 
+    // A lost key and table: nothing to keep a safety backup of, so the restore is told so.
     psql(&pods, "DROP TABLE backup_t").await;
     std::fs::remove_file(&key).unwrap();
-    let restored = run(ns, &["restore", archive_arg, "--yes"]).await;
+    let refused = run(ns, &["restore", archive_arg, "--yes"]).await;
+    let stderr = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains("the safety backup of") && stderr.contains("--no-safety-backup"),
+        "{stderr}"
+    );
+    let restored = run(ns, &["restore", archive_arg, "--yes", "--no-safety-backup"]).await;
     assert!(
         restored.status.success(),
         "{}\n{}",

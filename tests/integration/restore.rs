@@ -63,7 +63,9 @@ async fn serve_database_exec(namespace: &str, pods: &Api<Pod>, envs: &[(&str, &s
         .expect("PGPORT is given")
         .to_string();
     until(30, "KWOK never served the Exec", || async {
-        let params = AttachParams::default().stderr(false);
+        let params = AttachParams::default()
+            .container("postgresql")
+            .stderr(false);
         let Ok(mut process) = pods
             .exec(DB_POD, ["sh", "-c", "echo \"$PGPORT\""], &params)
             .await
@@ -517,4 +519,66 @@ async fn an_app_that_does_not_stop_in_time_is_scaled_back_with_its_key() {
         "the key of the data that stayed is back"
     );
     assert_eq!(r.rows().await, "250");
+}
+
+#[tokio::test]
+async fn backup_never_reads_from_a_pod_that_only_copies_the_apps_labels() {
+    let release = installed_with_instance("backup-planted-pod").await;
+    let ns = release.setup.namespace.as_str();
+    let h = Harness::shared();
+    let pods = Api::<Pod>::namespaced(h.client().await, ns);
+    let real = pods
+        .list(&ListParams::default().labels(APP_SELECTOR))
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    let scaled = h
+        .kubectl()
+        .args(["scale", "-n", ns, "deployment/paperclip", "--replicas=0"])
+        .output()
+        .unwrap();
+    assert!(scaled.status.success(), "{}", text(&scaled.stderr));
+    until(60, "the app pods never went", || async {
+        pods.list(&ListParams::default().labels(APP_SELECTOR))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    })
+    .await;
+    // Someone who may create pods copies the app's labels onto a pod of their own (all but the
+    // ReplicaSet's pod-template-hash, or the ReplicaSet would adopt and then remove it).
+    let mut labels = real.metadata.labels.clone().unwrap();
+    labels.remove("pod-template-hash");
+    let planted: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "planted", "labels": labels},
+        "spec": {
+            "nodeName": real.spec.as_ref().unwrap().node_name,
+            "containers": [{"name": "paperclip", "image": "registry.invalid/planted:1"}],
+        },
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &planted).await.unwrap();
+    until(60, "the planted pod never ran", || async {
+        pods.get("planted")
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.phase)
+            .as_deref()
+            == Some("Running")
+    })
+    .await;
+
+    let out = tempfile::tempdir().unwrap();
+    let archive = out.path().join("backup.tar.zst");
+    let refused = run(ns, &["backup", "-f", archive.to_str().unwrap()]).await;
+    let stderr = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains("no running app pod of Deployment/paperclip to read the instance files"),
+        "{stderr}"
+    );
+    assert!(!archive.exists(), "nothing was read from the planted pod");
 }
