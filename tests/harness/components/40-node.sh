@@ -34,6 +34,7 @@ node_up() {
   node_build
   node_claim
   mkdir -p "$NODE_DIR"
+  node_follow_cluster
   node_network_up
   node_containerd_up
   node_kubelet_up
@@ -132,6 +133,21 @@ node_claim() {
 
 node_release() {
   if [[ $(cat "$NODE_OWNER" 2>/dev/null) == "$HARNESS_STATE" ]]; then rm -f "$NODE_OWNER"; fi
+}
+
+# A cluster recreated since the node started (a killed harness brought up again) has new
+# credentials: the daemons that talk to it start again with them.
+node_follow_cluster() {
+  local sum
+  sum=$(sha256sum <"$HARNESS_STATE/kubeconfig")
+  if [[ -f $NODE_DIR/kubeconfig.sum && $(cat "$NODE_DIR/kubeconfig.sum") != "$sum" ]]; then
+    harness_log "the cluster changed; restarting the real node's daemons"
+    stop_daemon volume-provisioner
+    stop_daemon coredns
+    stop_daemon kube-proxy
+    stop_daemon kubelet
+  fi
+  echo "$sum" >"$NODE_DIR/kubeconfig.sum"
 }
 
 # --- network -----------------------------------------------------------------------------------
