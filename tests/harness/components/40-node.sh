@@ -116,6 +116,14 @@ node_compile() {
   harness_log "built the node binaries in $((SECONDS - start))s"
 }
 
+# node_write FILE: stdin into FILE, leaving FILE untouched when it already says the same
+# (kube-proxy exits when its configuration file is written to).
+node_write() {
+  local tmp=$1.tmp.$$
+  cat >"$tmp"
+  if cmp -s "$tmp" "$1"; then rm -f "$tmp"; else mv "$tmp" "$1"; fi
+}
+
 node_kubectl() { "$(cat "$HARNESS_STATE/cluster-bin")/kubectl" --kubeconfig "$HARNESS_STATE/kubeconfig" "$@"; }
 
 # --- ownership ---------------------------------------------------------------------------------
@@ -158,7 +166,7 @@ node_network_up() {
   ip addr show dev lo | grep -q " $NODE_IP/32 " || ip addr add "$NODE_IP/32" dev lo
   sysctl -qw net.ipv4.ip_forward=1
   mkdir -p "$NODE_DIR/cni/conf" "$NODE_DIR/cni/ipam"
-  cat >"$NODE_DIR/cni/conf/10-harness.conflist" <<EOF
+  node_write "$NODE_DIR/cni/conf/10-harness.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
   "name": "harness",
@@ -218,7 +226,7 @@ node_chains_down() {
 node_containerd_up() {
   local root=$HARNESS_CACHE/containerd
   mkdir -p "$root" "$NODE_DIR/containerd"
-  cat >"$NODE_DIR/containerd.toml" <<EOF
+  node_write "$NODE_DIR/containerd.toml" <<EOF
 version = 2
 root = "$root"
 state = "$NODE_DIR/containerd"
@@ -306,7 +314,7 @@ node_kubelet_up() {
   mkdir -p "$NODE_DIR/kubelet" "$NODE_DIR/pod-logs"
   # Pods get cluster DNS and no search domains of the machine's own.
   echo "nameserver $NODE_IP" >"$NODE_DIR/resolv.conf"
-  cat >"$NODE_DIR/kubelet.yaml" <<EOF
+  node_write "$NODE_DIR/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: $NODE_IP
@@ -359,7 +367,7 @@ node_drain() {
 # --- kube-proxy --------------------------------------------------------------------------------
 
 node_proxy_up() {
-  cat >"$NODE_DIR/kube-proxy.yaml" <<EOF
+  node_write "$NODE_DIR/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 mode: nftables
@@ -388,7 +396,7 @@ EOF
 # an EndpointSlice naming that address, so pods reach it through kube-proxy like any Service.
 
 node_dns_up() {
-  cat >"$NODE_DIR/Corefile" <<EOF
+  node_write "$NODE_DIR/Corefile" <<EOF
 .:53 {
     bind $NODE_IP
     errors

@@ -6,6 +6,7 @@ import (
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/coremain"
 
+	_ "github.com/coredns/coredns/plugin/bind"
 	_ "github.com/coredns/coredns/plugin/cache"
 	_ "github.com/coredns/coredns/plugin/errors"
 	_ "github.com/coredns/coredns/plugin/health"
@@ -14,9 +15,9 @@ import (
 	_ "github.com/coredns/coredns/plugin/ready"
 )
 
-// The order in which the plugins see a query, as in upstream's plugin.cfg.
+// The plugins in the order of upstream's plugin.cfg, which is the order a query passes them.
 func init() {
-	dnsserver.Directives = []string{"errors", "log", "health", "ready", "kubernetes", "cache"}
+	dnsserver.Directives = []string{"bind", "ready", "health", "errors", "log", "cache", "kubernetes"}
 }
 
 func main() { coremain.Run() }
