@@ -29,19 +29,23 @@ async fn a_pod_container_is_a_process_under_this_machines_containerd() {
     let harness = Harness::shared();
     let ns = harness.namespace("node-process").await;
     let pods = Api::<Pod>::namespaced(harness.client().await, &ns);
-    let marker = format!("harness-marker-{ns}");
-    let pod = run_pod(
+    let marker = format!("HARNESS_MARKER={ns}");
+    let pod = on_real_node(
         harness,
-        &pods,
-        "sleeper",
-        harness.var("HARNESS_POSTGRES_IMAGE"),
-        &[
-            "sh",
-            "-c",
-            &format!("echo started {marker}; exec sleep 3600 {marker}"),
-        ],
-    )
-    .await;
+        json!({
+            "metadata": { "name": "sleeper" },
+            "spec": { "containers": [{
+                "name": "main",
+                "image": harness.var("HARNESS_POSTGRES_IMAGE"),
+                "env": [{ "name": "HARNESS_MARKER", "value": ns }],
+                "command": ["sh", "-c", "echo started $HARNESS_MARKER; exec sleep 3600"]
+            }] }
+        }),
+    );
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("create the pod");
+    let pod = wait_ready(&pods, "sleeper").await;
 
     let status = pod.status.expect("pod status");
     let container_id = status.container_statuses.unwrap_or_default()[0]
@@ -53,8 +57,8 @@ async fn a_pod_container_is_a_process_under_this_machines_containerd() {
         .unwrap_or_else(|| panic!("not a containerd container: {container_id}"));
 
     // The process exists on this machine, and its cgroup is the container's.
-    let pid = find_process(&format!("sleep 3600 {marker}"))
-        .unwrap_or_else(|| panic!("no process on this machine runs the container's command"));
+    let pid = find_process(&marker)
+        .unwrap_or_else(|| panic!("no process on this machine has {marker} in its environment"));
     let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("read its cgroup");
     assert!(
         cgroup.contains(id),
@@ -62,14 +66,14 @@ async fn a_pod_container_is_a_process_under_this_machines_containerd() {
     );
 
     // exec and logs go through the API server to the kubelet.
-    let exec = exec(&pods, "sleeper", &["cat", "/proc/1/cmdline"]).await;
+    let exec = exec(&pods, "sleeper", &["sh", "-c", "echo $HARNESS_MARKER"]).await;
     assert!(exec.success, "exec failed: {}", exec.stderr);
-    assert!(exec.stdout.contains(&marker), "exec saw {:?}", exec.stdout);
+    assert_eq!(exec.stdout.trim(), ns);
     let logs = pods
         .logs("sleeper", &LogParams::default())
         .await
         .expect("read the pod's logs");
-    assert_eq!(logs.trim(), format!("started {marker}"));
+    assert_eq!(logs.trim(), format!("started {ns}"));
 
     delete_pods(&pods).await;
 }
@@ -240,16 +244,19 @@ async fn both_postgresql_images_start_from_their_own_env_contract() {
         (official, "999", "/var/lib/postgresql/data/pgdata"),
         (bitnami, "1001", "/bitnami/postgresql/data"),
     ] {
-        let sql = format!(
+        // Over TCP with the password, as the app connects; the server runs as the flavor's uid
+        // from the flavor's data directory.
+        let script = format!(
             "PGPASSWORD={DB_PASSWORD} psql -h 127.0.0.1 -U app -d appdb -tAc \
-             \"SELECT current_user, current_database(), current_setting('data_directory')\"; id -u"
+             'SELECT current_user, current_database()' && id -u && stat -c %u {pgdata}/PG_VERSION"
         );
-        let answer = exec(&pods, &pod, &["sh", "-c", &sql]).await;
+        let answer = exec(&pods, &pod, &["sh", "-c", &script]).await;
         assert!(answer.success, "{pod}: {}", answer.stderr);
         assert_eq!(
             answer.stdout.trim(),
-            format!("app|appdb|{pgdata}\n{uid}"),
-            "{pod}"
+            format!("app|appdb\n{uid}\n{uid}"),
+            "{pod}: {}",
+            answer.stderr
         );
     }
 
@@ -450,21 +457,16 @@ fn terminated(pod: &Pod) -> Option<(String, i32)> {
     Some((state.reason.clone().unwrap_or_default(), state.exit_code))
 }
 
-/// The pid of the process on this machine whose command line is exactly `command`.
-fn find_process(command: &str) -> Option<u32> {
-    std::fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .find_map(|entry| {
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-            let words: Vec<String> = cmdline
-                .split(|&b| b == 0)
-                .filter(|w| !w.is_empty())
-                .map(|w| String::from_utf8_lossy(w).into_owned())
-                .collect();
-            (words.join(" ") == command).then_some(pid)
-        })
+/// The pid of a process on this machine whose environment holds `entry` (`KEY=value`).
+fn find_process(entry: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|dir| {
+        let pid: u32 = dir.file_name().to_str()?.parse().ok()?;
+        let environ = std::fs::read(dir.path().join("environ")).ok()?;
+        environ
+            .split(|&b| b == 0)
+            .any(|e| e == entry.as_bytes())
+            .then_some(pid)
+    })
 }
 
 struct Exec {
