@@ -166,13 +166,14 @@ options:
   - ClusterLogs
   - Attach
   - ClusterAttach
-# The real node (40-node.sh) is reached at its InternalIP, never by its name. KWOK fakes only the
-# nodes annotated as fake, so the real node's status and pods are its kubelet's alone.
+# The real node (40-node.sh) is reached at its InternalIP (its name resolves nowhere); KWOK's
+# nodes have only a Hostname (localhost), where kwok answers. KWOK fakes only the nodes annotated
+# as fake, so the real node's status and pods are its kubelet's alone.
 componentsPatches:
 - name: kube-apiserver
   extraArgs:
   - key: kubelet-preferred-address-types
-    value: InternalIP
+    value: InternalIP,Hostname
 - name: kwok-controller
   extraArgs:
   - key: manage-all-nodes

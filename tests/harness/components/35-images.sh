@@ -111,21 +111,39 @@ images_build() {
   echo "$ref"
 }
 
-# images_publish NAME LOCAL_REF: LOCAL_REF pushed to the harness registry as harness/NAME with
-# the same tag, unless the registry has it; prints the registry reference.
+# images_publish NAME LOCAL_REF: LOCAL_REF in the harness registry as harness/NAME with the same
+# tag; prints the registry reference. A push compresses every layer again (about a minute for a
+# Paperclip image), and `down` empties the registry, so what was pushed once is kept in the cache
+# as the registry's own files (hard links: blobs never change once written) and put back into a
+# new registry instead of pushing again. Only harness/* repositories are kept, so images that
+# tests push never outlive the harness.
 images_publish() {
-  local name=$1 ref=$2
-  local remote=$HARNESS_REGISTRY/harness/$name:${ref##*:}
-  if ! curl -fs -o /dev/null -I \
-    -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
-    -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
-    "http://$HARNESS_REGISTRY/v2/harness/$name/manifests/${ref##*:}"; then
+  local name=$1 ref=$2 tag=${2##*:}
+  local remote=$HARNESS_REGISTRY/harness/$name:$tag
+  local store=$HARNESS_STATE/registry/data/docker/registry/v2 kept=$IMAGES_DIR/registry
+  if ! images_in_registry "$name" "$tag" && [[ -d $kept/repositories/harness/$name/_manifests/tags/$tag ]]; then
+    mkdir -p "$store/repositories/harness"
+    cp -aln "$kept/blobs" "$store/"
+    cp -aln "$kept/repositories/harness/$name" "$store/repositories/harness/"
+  fi
+  if ! images_in_registry "$name" "$tag"; then
     local start=$SECONDS
     images_podman push --tls-verify=false "$ref" "docker://$remote" \
       >>"$HARNESS_STATE/logs/images.log" 2>&1 || harness_die "pushing $name failed: see $HARNESS_STATE/logs/images.log"
     harness_log "pushed $name in $((SECONDS - start))s"
+    mkdir -p "$kept/repositories/harness"
+    cp -aln "$store/blobs" "$kept/"
+    rm -rf "$kept/repositories/harness/$name"
+    cp -al "$store/repositories/harness/$name" "$kept/repositories/harness/"
   fi
   echo "$remote"
+}
+
+images_in_registry() {
+  curl -fs -o /dev/null -I \
+    -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+    -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+    "http://$HARNESS_REGISTRY/v2/harness/$1/manifests/$2"
 }
 
 # --- bases -------------------------------------------------------------------------------------
