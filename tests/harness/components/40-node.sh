@@ -62,6 +62,7 @@ node_down() {
   node_shims_down
   node_unmount
   node_cgroups_down
+  node_logs_down
   node_network_down
   node_release
 }
@@ -303,6 +304,15 @@ node_cgroups_down() {
     [[ -d $dir ]] && find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null
   done
   return 0
+}
+
+# The kubelet links every container's log into /var/log/containers (a fixed path).
+node_logs_down() {
+  local link
+  for link in /var/log/containers/*.log; do
+    if [[ -L $link && $(readlink "$link") == "$NODE_DIR"/* ]]; then rm -f "$link"; fi
+  done
+  rmdir /var/log/containers 2>/dev/null || true
 }
 
 # --- kubelet -----------------------------------------------------------------------------------
