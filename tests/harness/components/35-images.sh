@@ -22,7 +22,7 @@ IMAGES_MISE_NPM_VERSION=2026.5.18
 IMAGES_DIR=$HARNESS_CACHE/images
 
 images_up() {
-  apt_ensure podman runc mmdebstrap gcc libc6-dev uidmap curl python3-minimal
+  apt_ensure podman runc mmdebstrap gcc libc6-dev curl python3-minimal
   command -v npm >/dev/null || apt_ensure npm
   mkdir -p "$IMAGES_DIR"
   local lock
@@ -92,8 +92,8 @@ images_key() {
   done | sha256sum | cut -c1-16
 }
 
-# images_build NAME CONTEXT KEY_INPUT... -- BUILD_ARGS...: the local image NAME built from
-# CONTEXT, tagged by the hash of the context and KEY_INPUT (the base's reference); prints it.
+# images_build NAME CONTEXT BASE BUILD_ARGS...: the local image NAME built from CONTEXT, tagged by
+# the hash of the context, BASE (the base image's reference) and the build arguments; prints it.
 images_build() {
   local name=$1 context=$2 base=$3
   shift 3

@@ -129,12 +129,13 @@ node_kubectl() { "$(cat "$HARNESS_STATE/cluster-bin")/kubectl" --kubeconfig "$HA
 
 # --- ownership ---------------------------------------------------------------------------------
 # The kubelet's ports, the address, the bridge and the chains exist once per machine. An owner
-# whose state directory is gone (a killed harness, a reboot) no longer counts.
+# whose kubelet is not running (a killed harness, a reboot) no longer counts.
 
 node_claim() {
   local owner
   owner=$(cat "$NODE_OWNER" 2>/dev/null || true)
-  if [[ -n $owner && $owner != "$HARNESS_STATE" && -d $owner/node ]]; then
+  if [[ -n $owner && $owner != "$HARNESS_STATE" ]] &&
+    kill -0 "$(cat "$owner/kubelet.pid" 2>/dev/null || echo none)" 2>/dev/null; then
     harness_die "the real node belongs to the harness in $owner: run its tests/harness/down first"
   fi
   echo "$HARNESS_STATE" >"$NODE_OWNER"
