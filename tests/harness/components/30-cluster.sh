@@ -166,6 +166,21 @@ options:
   - ClusterLogs
   - Attach
   - ClusterAttach
+# The real node (40-node.sh) is reached at its InternalIP (its name resolves nowhere); KWOK's
+# nodes have only a Hostname (localhost), where kwok answers. KWOK fakes only the nodes annotated
+# as fake, so the real node's status and pods are its kubelet's alone.
+componentsPatches:
+- name: kube-apiserver
+  extraArgs:
+  - key: kubelet-preferred-address-types
+    value: InternalIP,Hostname
+- name: kwok-controller
+  extraArgs:
+  - key: manage-all-nodes
+    value: "false"
+    override: true
+  - key: manage-nodes-with-annotation-selector
+    value: kwok.x-k8s.io/node=fake
 EOF
   echo "$CLUSTER_BIN" >"$HARNESS_STATE/cluster-bin"
   harness_log "creating the cluster (kube-apiserver $CLUSTER_K8S_VERSION, kwok $CLUSTER_KWOK_VERSION)"

@@ -2,4 +2,5 @@
 
 mod cluster;
 mod infisical;
+mod node;
 mod services;
