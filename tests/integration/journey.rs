@@ -161,12 +161,17 @@ impl App {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let stdout = forward.stdout.take().unwrap();
+        let mut stdout = tokio::io::BufReader::new(forward.stdout.take().unwrap());
         let mut line = String::new();
-        tokio::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .await
-            .unwrap();
+        stdout.read_line(&mut line).await.unwrap();
+        // kubectl prints a line per connection: its stdout must stay open and drained, or the
+        // write fails and kubectl resets the connection it was handling.
+        tokio::spawn(async move {
+            let mut rest = String::new();
+            while stdout.read_line(&mut rest).await.is_ok_and(|n| n > 0) {
+                rest.clear();
+            }
+        });
         // "Forwarding from 127.0.0.1:PORT -> 3100"
         let port = line
             .split_whitespace()
@@ -508,16 +513,16 @@ async fn a_users_whole_session_with_the_real_paperclip_on_the_real_node() {
         );
     }
 
-    // 7. An upgrade to a broken image rolls back by itself, with the data intact.
+    // 7. An upgrade to a broken image rolls back by itself, with the data intact. The image
+    // exists and fits the node, so only running it shows it is broken: the PostgreSQL image,
+    // whose entrypoint exits at once without its password variable.
     let broken = paperclipctl(&[
         "upgrade",
         "-p",
         previous,
         "--to",
-        "harness.invalid/fail:crashloop",
+        &real.postgres_image,
         "--no-backup",
-        "--ignore-preflight",
-        "image-app",
         "--timeout",
         "3m",
         "--diagnostics-dir",
@@ -537,6 +542,18 @@ async fn a_users_whole_session_with_the_real_paperclip_on_the_real_node() {
         "reinstall",
     );
     assert_data_intact(&ns, &data).await;
+    free_the_node(&ns).await;
+}
+
+/// Deletes a finished test's namespace: the real node has the machine's two cores, and every
+/// real pod holds its CPU request until it is gone (earlier runs' namespaces are removed by
+/// `tests/run`, but the real node's tests run side by side within one).
+async fn free_the_node(namespace: &str) {
+    use k8s_openapi::api::core::v1::Namespace;
+    Api::<Namespace>::all(Harness::shared().client().await)
+        .delete(namespace, &DeleteParams::default())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -574,5 +591,6 @@ async fn both_database_flavours_run_the_real_app_on_the_real_node() {
             status.contains("Health: ok, database reachable"),
             "{flavor}: {status}"
         );
+        free_the_node(&setup.namespace).await;
     }
 }

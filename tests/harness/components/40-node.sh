@@ -165,7 +165,9 @@ node_follow_cluster() {
 # Service traffic, so replies come back through the host's stack without br_netfilter.
 
 node_network_up() {
-  ip addr show dev lo | grep -q " $NODE_IP/32 " || ip addr add "$NODE_IP/32" dev lo
+  # `replace` is idempotent; `ip … | grep -q` is not under pipefail (grep's early exit makes ip
+  # die of SIGPIPE, so the pipeline fails even when the address is there).
+  ip addr replace "$NODE_IP/32" dev lo
   sysctl -qw net.ipv4.ip_forward=1
   mkdir -p "$NODE_DIR/cni/conf" "$NODE_DIR/cni/ipam"
   node_write "$NODE_DIR/cni/conf/10-harness.conflist" <<EOF
@@ -193,7 +195,7 @@ EOF
 
 node_network_down() {
   ip link show "$NODE_BRIDGE" >/dev/null 2>&1 && ip link delete "$NODE_BRIDGE"
-  ip addr show dev lo | grep -q " $NODE_IP/32 " && ip addr del "$NODE_IP/32" dev lo
+  ip addr del "$NODE_IP/32" dev lo 2>/dev/null || true
   nft delete table ip kube-proxy 2>/dev/null || true
   nft delete table ip6 kube-proxy 2>/dev/null || true
   local cmd
