@@ -594,3 +594,79 @@ async fn both_database_flavours_run_the_real_app_on_the_real_node() {
         free_the_node(&setup.namespace).await;
     }
 }
+
+#[tokio::test]
+async fn the_frank_profile_runs_on_the_real_node_with_its_shell_sidecar() {
+    let h = Harness::shared();
+    let real = match RealNode::from_harness(h) {
+        Ok(real) => real,
+        Err(why) => {
+            eprintln!("skipped: frank's rendering runs on the harness's real node, and {why}");
+            return;
+        }
+    };
+    let shell_image = match h.var_opt("HARNESS_SHELL_IMAGE") {
+        Some(image) => image.to_string(),
+        None => {
+            eprintln!("skipped: the harness built no shell sidecar image");
+            return;
+        }
+    };
+    // Frank as shipped (bitnami database, the sidecar with its home volume, LoadBalancer
+    // Services, its requests and limits), moved to the harness: its images, its storage class
+    // and its node. The metrics exporter has no image here, so it is left out.
+    let placement = "{nodeSelector: {kubernetes.io/hostname: NODE}, tolerations: \
+                     [{key: harness.paperclipctl.io/real-node, operator: Exists, effect: NoSchedule}]}"
+        .replace("NODE", &real.node);
+    let sets = [
+        format!("app.image={}", real.image),
+        format!("database.image={}", real.bitnami_image),
+        "database.metrics=null".to_string(),
+        format!("shell.image={shell_image}"),
+        format!("storage.className={}", real.storage_class),
+        format!("app.placement={placement}"),
+        format!("database.placement={placement}"),
+    ];
+    let mut extra = vec!["--timeout", "10m"];
+    extra.extend(sets.iter().flat_map(|s| ["--set", s.as_str()]));
+    let setup = setup("real-frank", None).await;
+    let installed = crate::install::install(
+        &setup,
+        &extra,
+        &[("PAPERCLIP_LITELLM_KEY", crate::install::LLM_KEY)],
+    )
+    .await;
+    ok(&installed, "install of frank");
+
+    let pods = Api::<Pod>::namespaced(h.client().await, &setup.namespace);
+    let app = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/component=app"))
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    let ready: Vec<(String, bool)> = app
+        .status
+        .and_then(|s| s.container_statuses)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| (c.name, c.ready))
+        .collect();
+    assert_eq!(
+        ready,
+        [
+            ("paperclip".to_string(), true),
+            ("paperclip-shell".to_string(), true)
+        ],
+        "both containers run on the real node"
+    );
+    let status = ok(
+        &paperclipctl(&["status", "-n", &setup.namespace]).await,
+        "status",
+    );
+    assert!(
+        status.contains("Health: ok, database reachable"),
+        "{status}"
+    );
+    free_the_node(&setup.namespace).await;
+}
