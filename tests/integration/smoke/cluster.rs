@@ -398,7 +398,13 @@ async fn exec_into_a_database_pod_reaches_postgres() {
     let pod = "paperclip-db-postgresql-0";
     ready_pod(&pods, pod, "database", "postgresql", "postgres:16").await;
 
-    let exec = exec(&pods, pod, "postgresql", &["psql", "-tAc", "SELECT 1"]).await;
+    let exec = exec(
+        &pods,
+        pod,
+        Some("postgresql"),
+        &["psql", "-tAc", "SELECT 1"],
+    )
+    .await;
     assert!(exec.success, "psql failed: {}", exec.stderr);
     assert_eq!(exec.stdout.trim(), "1", "stderr: {}", exec.stderr);
 }
@@ -428,7 +434,12 @@ async fn a_namespaced_exec_named_after_the_pod_overrides_the_harness_default() {
     // kwok picks the override up from its informer, so the first execs may still see the default.
     let command = ["sh", "-c", "echo \"$PGPORT\""];
     within("exec to use the namespaced override", async {
-        while exec(&pods, pod, "postgresql", &command).await.stdout.trim() != "1" {
+        while exec(&pods, pod, Some("postgresql"), &command)
+            .await
+            .stdout
+            .trim()
+            != "1"
+        {
             tokio::task::yield_now().await;
         }
     })
@@ -478,19 +489,27 @@ async fn port_forward_to_a_shell_pod_reaches_sshd() {
     forwarder.abort();
 }
 
-struct Exec {
-    success: bool,
-    stdout: String,
-    stderr: String,
+pub(super) struct Exec {
+    pub(super) success: bool,
+    pub(super) stdout: String,
+    pub(super) stderr: String,
 }
 
 /// Runs `command` in a container the way `kubectl exec` does and collects what it printed.
-async fn exec(pods: &Api<Pod>, pod: &str, container: &str, command: &[&str]) -> Exec {
-    let params = AttachParams::default()
-        .container(container)
+/// `container: None` is the pod's first container, as with `kubectl exec` without `-c`.
+pub(super) async fn exec(
+    pods: &Api<Pod>,
+    pod: &str,
+    container: Option<&str>,
+    command: &[&str],
+) -> Exec {
+    let mut params = AttachParams::default()
         .stdin(false)
         .stdout(true)
         .stderr(true);
+    if let Some(container) = container {
+        params = params.container(container);
+    }
     let mut process = pods
         .exec(pod, command.to_vec(), &params)
         .await

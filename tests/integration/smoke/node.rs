@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod, Service};
 use kube::Resource;
-use kube::api::{Api, AttachParams, DeleteParams, LogParams, PostParams};
+use kube::api::{Api, DeleteParams, LogParams, PostParams};
 use kube::runtime::wait::await_condition;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::cluster::exec;
 use crate::harness::Harness;
 
 /// Image pulls of a cold node (Paperclip is ~0.5 GB compressed) on a loaded two-core machine.
@@ -66,7 +67,13 @@ async fn a_pod_container_is_a_process_under_this_machines_containerd() {
     );
 
     // exec and logs go through the API server to the kubelet.
-    let exec = exec(&pods, "sleeper", &["sh", "-c", "echo $HARNESS_MARKER"]).await;
+    let exec = exec(
+        &pods,
+        "sleeper",
+        None,
+        &["sh", "-c", "echo $HARNESS_MARKER"],
+    )
+    .await;
     assert!(exec.success, "exec failed: {}", exec.stderr);
     assert_eq!(exec.stdout.trim(), ns);
     let logs = pods
@@ -204,17 +211,17 @@ async fn a_service_name_resolves_and_routes_from_one_pod_to_another() {
     let name = format!("db.{ns}.svc.cluster.local");
     let query =
         format!("PGPASSWORD={DB_PASSWORD} psql -h {name} -U app -d appdb -tAc 'SELECT 41 + 1'");
-    let mut answer = exec(&pods, "client", &["sh", "-c", &query]).await;
+    let mut answer = exec(&pods, "client", None, &["sh", "-c", &query]).await;
     // kube-proxy programs a new Service within a second or two of its endpoints.
     within("the Service to route", async {
         while !answer.success {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            answer = exec(&pods, "client", &["sh", "-c", &query]).await;
+            answer = exec(&pods, "client", None, &["sh", "-c", &query]).await;
         }
     })
     .await;
     assert_eq!(answer.stdout.trim(), "42", "stderr: {}", answer.stderr);
-    let resolved = exec(&pods, "client", &["getent", "hosts", &name]).await;
+    let resolved = exec(&pods, "client", None, &["getent", "hosts", &name]).await;
     let cluster_ip = Api::<Service>::namespaced(client, &ns)
         .get("db")
         .await
@@ -250,7 +257,7 @@ async fn both_postgresql_images_start_from_their_own_env_contract() {
             "PGPASSWORD={DB_PASSWORD} psql -h 127.0.0.1 -U app -d appdb -tAc \
              'SELECT current_user, current_database()' && id -u && stat -c %u {pgdata}/PG_VERSION"
         );
-        let answer = exec(&pods, &pod, &["sh", "-c", &script]).await;
+        let answer = exec(&pods, &pod, None, &["sh", "-c", &script]).await;
         assert!(answer.success, "{pod}: {}", answer.stderr);
         assert_eq!(
             answer.stdout.trim(),
@@ -467,44 +474,6 @@ fn find_process(entry: &str) -> Option<u32> {
             .any(|e| e == entry.as_bytes())
             .then_some(pid)
     })
-}
-
-struct Exec {
-    success: bool,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `command` in the pod's first container the way `kubectl exec` does.
-async fn exec(pods: &Api<Pod>, pod: &str, command: &[&str]) -> Exec {
-    let params = AttachParams::default()
-        .stdin(false)
-        .stdout(true)
-        .stderr(true);
-    let mut process = pods
-        .exec(pod, command.to_vec(), &params)
-        .await
-        .unwrap_or_else(|e| panic!("exec {command:?} in {pod}: {e}"));
-    let (mut stdout, mut stderr) = (
-        process.stdout().expect("stdout"),
-        process.stderr().expect("stderr"),
-    );
-    let status = process.take_status().expect("exec status");
-    let (mut out, mut err) = (String::new(), String::new());
-    within(&format!("{command:?} to finish"), async {
-        tokio::try_join!(
-            stdout.read_to_string(&mut out),
-            stderr.read_to_string(&mut err)
-        )
-    })
-    .await
-    .expect("read the command's output");
-    let status = status.await.expect("the command's exit status");
-    Exec {
-        success: status.status.as_deref() == Some("Success"),
-        stdout: out,
-        stderr: err,
-    }
 }
 
 async fn wait_ready(pods: &Api<Pod>, name: &str) -> Pod {
