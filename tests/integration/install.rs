@@ -71,7 +71,6 @@ pub(crate) async fn with_profile(
     env: &[(&str, &str)],
 ) -> Output {
     let h = Harness::shared();
-    let identity = Infisical::new().identity().clone();
     let image = crate::harness::registry::fixture_images()
         .await
         .multi_platform;
@@ -92,11 +91,23 @@ pub(crate) async fn with_profile(
         format!("app.service.loadBalancerIp={}", setup.app_ip),
         format!("shell.service.loadBalancerIp={}", setup.shell_ip),
     ];
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_paperclipctl"));
+    let mut command = operator_command();
     command
         .args([verb, "--profile", "frank", "--namespace", &setup.namespace])
         .args(sets.iter().flat_map(|s| ["--set", s.as_str()]))
         .args(extra)
+        .env_remove("PAPERCLIP_LITELLM_KEY")
+        .envs(env.iter().copied());
+    command.output().await.unwrap()
+}
+
+/// paperclipctl as an operator runs it against the harness: its kubeconfig, the Infisical
+/// identity exported, no terminal, no colour.
+pub(crate) fn operator_command() -> tokio::process::Command {
+    let h = Harness::shared();
+    let identity = Infisical::new().identity().clone();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_paperclipctl"));
+    command
         .env("KUBECONFIG", h.var("KUBECONFIG"))
         .env("INFISICAL_UNIVERSAL_AUTH_CLIENT_ID", &identity.client_id)
         .env(
@@ -104,11 +115,9 @@ pub(crate) async fn with_profile(
             &identity.client_secret,
         )
         .env_remove("INFISICAL_API_URL")
-        .env_remove("PAPERCLIP_LITELLM_KEY")
         .env("CI", "true")
-        .env("NO_COLOR", "1")
-        .envs(env.iter().copied());
-    command.output().await.unwrap()
+        .env("NO_COLOR", "1");
+    command
 }
 
 pub(crate) fn text(bytes: &[u8]) -> String {

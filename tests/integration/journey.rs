@@ -21,7 +21,6 @@ use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 
 use crate::harness::Harness;
-use crate::harness::infisical::Infisical;
 use crate::install::{Setup, setup, text};
 
 /// What the journey needs from the harness, or why it cannot run.
@@ -115,19 +114,8 @@ async fn profile_file(
 
 /// Runs paperclipctl `args` as the user would, with the Infisical identity exported.
 async fn paperclipctl(args: &[&str]) -> Output {
-    let h = Harness::shared();
-    let identity = Infisical::new().identity().clone();
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_paperclipctl"))
+    crate::install::operator_command()
         .args(args)
-        .env("KUBECONFIG", h.var("KUBECONFIG"))
-        .env("INFISICAL_UNIVERSAL_AUTH_CLIENT_ID", &identity.client_id)
-        .env(
-            "INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET",
-            &identity.client_secret,
-        )
-        .env_remove("INFISICAL_API_URL")
-        .env("CI", "true")
-        .env("NO_COLOR", "1")
         .output()
         .await
         .unwrap()
