@@ -12,6 +12,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 
 use crate::harness::Harness;
 use crate::harness::infisical::{Infisical, Project};
+use crate::harness::real::{self, RealNode, Slot};
 
 pub(crate) const LLM_KEY: &str = "llm-key-for-install-tests";
 
@@ -23,6 +24,8 @@ pub(crate) struct Setup {
     /// LoadBalancer IPs of the app and the shell (unique: Services of earlier tests keep theirs).
     app_ip: String,
     shell_ip: String,
+    /// `--set` values that say where the release runs and which images it runs.
+    placement: Vec<String>,
 }
 
 /// Creates the namespace and project; the store's credentials Secret gets `store_secret` as the
@@ -49,12 +52,32 @@ pub(crate) async fn setup(prefix: &str, store_secret: Option<&str>) -> Setup {
         .create(&PostParams::default(), &credentials)
         .await
         .unwrap();
+    // Preflight reads every image from its registry: on KWOK's nodes the harness registry's
+    // two-platform fixture stands in for them all (no container ever runs there).
+    let image = crate::harness::registry::fixture_images()
+        .await
+        .multi_platform;
     Setup {
         namespace,
         project,
         app_ip: crate::harness::unique_ip(),
         shell_ip: crate::harness::unique_ip(),
+        placement: vec![
+            format!("app.image={image}"),
+            format!("database.image={image}"),
+            format!("database.metrics.image={image}"),
+            format!("shell.image={image}"),
+        ],
     }
+}
+
+/// Like [`setup`], for a release of the frank profile on the harness's real node with the real
+/// images; `slot` deletes the namespace when dropped.
+pub(crate) async fn setup_real(prefix: &str, real: &RealNode, slot: &mut Slot) -> Setup {
+    let mut setup = setup(prefix, None).await;
+    slot.holds(&setup.namespace);
+    setup.placement = real.frank_sets().await;
+    setup
 }
 
 /// Runs `paperclipctl install` of the frank profile against the harness and `setup`, with the
@@ -71,9 +94,6 @@ pub(crate) async fn with_profile(
     env: &[(&str, &str)],
 ) -> Output {
     let h = Harness::shared();
-    let image = crate::harness::registry::fixture_images()
-        .await
-        .multi_platform;
     let sets = [
         "secrets.store.kind=SecretStore".to_string(),
         "secrets.store.name=paperclip-infisical".to_string(),
@@ -82,19 +102,17 @@ pub(crate) async fn with_profile(
         "secrets.store.environmentSlug=prod".to_string(),
         "secrets.store.secretsPath=/paperclip".to_string(),
         "secrets.store.credentials.namespace=null".to_string(),
-        // Preflight reads every image from its registry: the harness registry's two-platform
-        // fixture stands in for them all.
-        format!("app.image={image}"),
-        format!("database.image={image}"),
-        format!("database.metrics.image={image}"),
-        format!("shell.image={image}"),
         format!("app.service.loadBalancerIp={}", setup.app_ip),
         format!("shell.service.loadBalancerIp={}", setup.shell_ip),
     ];
     let mut command = operator_command();
     command
         .args([verb, "--profile", "frank", "--namespace", &setup.namespace])
-        .args(sets.iter().flat_map(|s| ["--set", s.as_str()]))
+        .args(
+            sets.iter()
+                .chain(&setup.placement)
+                .flat_map(|s| ["--set", s.as_str()]),
+        )
         .args(extra)
         .env_remove("PAPERCLIP_LITELLM_KEY")
         .envs(env.iter().copied());
@@ -170,6 +188,35 @@ pub(crate) async fn installed(prefix: &str) -> Installed {
     }
 }
 
+/// A release of the frank profile installed on the real node with the real Paperclip: what the
+/// day-2 tests that need the app's own behaviour start from. The install's output is for the
+/// test to check; the namespace goes when the release is dropped.
+pub(crate) struct RealRelease {
+    pub setup: Setup,
+    pub run: Output,
+    pub real: RealNode,
+    pub slot: Slot,
+}
+
+/// Installs a [`RealRelease`], or `None` (having said why) on a harness without its real node.
+pub(crate) async fn installed_real(prefix: &str) -> Option<RealRelease> {
+    let real = RealNode::or_skip(prefix)?;
+    let mut slot = real::slot().await;
+    let setup = setup_real(prefix, &real, &mut slot).await;
+    let run = install(
+        &setup,
+        &["--timeout", "10m"],
+        &[("PAPERCLIP_LITELLM_KEY", LLM_KEY)],
+    )
+    .await;
+    Some(RealRelease {
+        setup,
+        run,
+        real,
+        slot,
+    })
+}
+
 /// The master key the day-2 fixtures put on the app's volume.
 pub(crate) const MASTER_KEY: &[u8] = b"master-key-bytes-0123456789abcdef\n";
 
@@ -211,24 +258,55 @@ pub(crate) async fn versions(namespace: &str) -> BTreeMap<String, String> {
     versions
 }
 
+/// `stat -c FORMAT` of `paths` inside the app container, one line per path.
+async fn stat_in_app(namespace: &str, format: &str, paths: &[&str]) -> Vec<String> {
+    let mut command = vec!["stat", "-c", format];
+    command.extend_from_slice(paths);
+    let ran = real::exec_app(namespace, &command).await;
+    assert!(ran.success, "stat {paths:?}: {}", ran.stderr);
+    ran.stdout.lines().map(str::to_string).collect()
+}
+
+/// Ports (decimal) something listens on in the app container, from its /proc/net/tcp{,6}.
+async fn listening_ports(namespace: &str) -> Vec<u16> {
+    let ran = real::exec_app(namespace, &["cat", "/proc/net/tcp", "/proc/net/tcp6"]).await;
+    assert!(ran.success, "{}", ran.stderr);
+    let mut ports: Vec<u16> = ran
+        .stdout
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local_address is HEX_IP:HEX_PORT; state 0A is LISTEN.
+            let port = fields.get(1)?.rsplit_once(':')?.1;
+            (fields.get(3) == Some(&"0A")).then(|| u16::from_str_radix(port, 16).ok())?
+        })
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
 #[tokio::test]
 async fn fresh_install_reaches_ready_in_wave_order_onboards_once_and_a_second_run_changes_nothing()
 {
+    // The frank profile as shipped (its shell sidecar, its Bitnami database) on the real node.
+    let Some(RealRelease {
+        setup,
+        run,
+        slot: _slot,
+        ..
+    }) = installed_real("install").await
+    else {
+        return;
+    };
     let h = Harness::shared();
-    let setup = setup("install", None).await;
-    let home = tempfile::tempdir().unwrap();
-    let _exec = h
-        .serve_app_exec(&setup.namespace, &home.path().join("paperclip"))
-        .await;
-
+    let ns = setup.namespace.as_str();
     let llm_env = [("PAPERCLIP_LITELLM_KEY", LLM_KEY)];
-    let run = install(&setup, &["--timeout", "60s"], &llm_env).await;
     let (stdout, stderr) = (text(&run.stdout), text(&run.stderr));
     assert!(run.status.success(), "install failed:\n{stderr}");
     assert!(
         stdout.contains(&format!(
-            "Paperclip is installed in namespace {} (revision 1",
-            setup.namespace
+            "Paperclip is installed in namespace {ns} (revision 1"
         )),
         "{stdout}"
     );
@@ -249,7 +327,7 @@ async fn fresh_install_reaches_ready_in_wave_order_onboards_once_and_a_second_ru
     assert!(at("ExternalSecret/paperclip-auth is healthy") < at("Deployment/paperclip created"));
 
     // External Secrets synced the values from Infisical, merged with the static base URL.
-    let secrets = Api::<Secret>::namespaced(h.client().await, &setup.namespace);
+    let secrets = Api::<Secret>::namespaced(h.client().await, ns);
     let llm = secrets
         .get("paperclip-llm-key")
         .await
@@ -279,38 +357,106 @@ async fn fresh_install_reaches_ready_in_wave_order_onboards_once_and_a_second_ru
     assert!(!stdout.contains(&password) && !stderr.contains(&password));
     assert!(!stdout.contains(LLM_KEY) && !stderr.contains(LLM_KEY));
 
-    // Onboarding ran exactly once, as uid 1000, and left upstream's files on the volume.
-    let instance = home.path().join("paperclip/instances/default");
-    assert!(instance.join("config.json").is_file());
-    assert!(instance.join("secrets/master.key").is_file());
-    let calls = std::fs::read_to_string(home.path().join("paperclip/calls.log")).unwrap();
-    let onboards: Vec<serde_json::Value> = calls
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|c| c["argv"][0] == "onboard")
-        .collect();
-    assert_eq!(onboards.len(), 1, "{calls}");
-    assert_eq!(onboards[0]["uid"], 1000);
-
-    // A second install of the same profile writes nothing at all.
-    let before = versions(&setup.namespace).await;
-    let again = install(&setup, &["--timeout", "60s"], &llm_env).await;
-    assert!(again.status.success(), "{}", text(&again.stderr));
+    // The running app reports its health and bootstrap state, and onboarding asked it for the
+    // first admin's invite at the profile's public URL.
     assert!(
-        text(&again.stdout).contains("is up to date: nothing changed"),
+        stdout.contains("Health: ok, bootstrap: bootstrap_pending\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "Onboarded. Create the first admin account: http://192.168.55.212:3100/invite/"
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("no admin yet"), "{stdout}");
+
+    // Both containers run: the app and the shell sidecar.
+    let app = real::app_pod(ns).await;
+    let ready: Vec<(String, bool)> = app
+        .status
+        .clone()
+        .and_then(|s| s.container_statuses)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| (c.name, c.ready))
+        .collect();
+    assert_eq!(
+        ready,
+        [
+            ("paperclip".to_string(), true),
+            ("paperclip-shell".to_string(), true)
+        ],
+        "both containers run on the real node"
+    );
+
+    // Onboarding left upstream's files on the volume, written as uid 1000.
+    let instance = "/paperclip/instances/default";
+    let files = [
+        format!("{instance}/config.json"),
+        format!("{instance}/secrets/master.key"),
+        format!("{instance}/.env"),
+    ];
+    let files: Vec<&str> = files.iter().map(String::as_str).collect();
+    let owners = stat_in_app(ns, "%u %F", &files).await;
+    assert_eq!(owners, ["1000 regular file"; 3], "{files:?}");
+
+    // The app that runs now started after onboarding wrote .env, so it has the agent JWT secret
+    // and the tool-action signing secret without anyone restarting it; onboarding's own second
+    // server (upstream's, deaf to SIGTERM, on the next port) did not survive.
+    assert!(stderr.contains("restarting the app"), "{stderr}");
+    let written: i64 = stat_in_app(ns, "%Y", &[files[2]]).await[0].parse().unwrap();
+    let created = app
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .unwrap()
+        .0
+        .as_second();
+    assert!(
+        created >= written,
+        "the app pod was created at {created}, before onboarding wrote .env at {written}"
+    );
+    assert_eq!(
+        listening_ports(ns)
+            .await
+            .into_iter()
+            .filter(|p| (3100..3200).contains(p))
+            .collect::<Vec<_>>(),
+        [3100],
+        "only the app's own server listens"
+    );
+
+    // `status` agrees.
+    let status = operator_command()
+        .args(["status", "-n", ns])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        text(&status.stdout).contains("Health: ok, database reachable"),
         "{}\n{}",
-        text(&again.stdout),
+        text(&status.stdout),
+        text(&status.stderr)
+    );
+
+    // A second install of the same profile writes nothing at all and does not onboard again.
+    let config_written = stat_in_app(ns, "%Y", &[files[0]]).await;
+    let before = versions(ns).await;
+    let again = install(&setup, &["--timeout", "10m"], &llm_env).await;
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    let again_out = text(&again.stdout);
+    assert!(
+        again_out.contains("is up to date: nothing changed"),
+        "{again_out}\n{}",
         text(&again.stderr)
     );
-    assert_eq!(versions(&setup.namespace).await, before);
-    let calls_after = std::fs::read_to_string(home.path().join("paperclip/calls.log")).unwrap();
-    let onboards_after = calls_after
-        .lines()
-        .filter(|l| l.contains(r#""argv": ["onboard""#))
-        .count();
+    assert!(!again_out.contains("Onboarded"), "{again_out}");
+    assert_eq!(versions(ns).await, before);
     assert_eq!(
-        onboards_after, 1,
-        "onboarding must not run again:\n{calls_after}"
+        stat_in_app(ns, "%Y", &[files[0]]).await,
+        config_written,
+        "onboarding must not run again"
     );
 }
 
@@ -617,31 +763,6 @@ async fn a_volume_that_cannot_attach_fails_fast() {
 }
 
 #[tokio::test]
-async fn a_fresh_install_reports_the_apps_health_and_bootstrap_state_with_the_invite() {
-    let Installed {
-        home: _home,
-        exec: _exec,
-        run,
-        ..
-    } = installed("health").await;
-    let (stdout, stderr) = (text(&run.stdout), text(&run.stderr));
-    assert!(run.status.success(), "install failed:\n{stderr}");
-    // The harness's app stand-in answers as a freshly onboarded authenticated instance.
-    assert!(
-        stdout.contains("Health: ok, bootstrap: bootstrap_pending\n"),
-        "{stdout}"
-    );
-    // Onboarding asked upstream for the first admin's invite, at the profile's public URL.
-    assert!(
-        stdout.contains(
-            "Onboarded. Create the first admin account: http://192.168.55.212:3100/invite/pcp_bootstrap_"
-        ),
-        "{stdout}"
-    );
-    assert!(!stdout.contains("no admin yet"), "{stdout}");
-}
-
-#[tokio::test]
 async fn an_app_that_cannot_reach_its_database_fails_the_install_naming_database_url() {
     let h = Harness::shared();
     let setup = setup("nodb", None).await;
@@ -706,71 +827,6 @@ async fn a_failed_preflight_writes_nothing_and_reports_json_for_scripts() {
             .keys()
             .any(|k| k.starts_with("StatefulSet/") || k.starts_with("ExternalSecret/")),
         "nothing may be applied: {versions:?}"
-    );
-}
-
-/// Whether process `pid` of this machine still runs (a zombie waiting for its reaper does not).
-fn alive(pid: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let state = stat.rsplit_once(") ")?.1.split(' ').next()?.to_string();
-            Some(state != "Z")
-        })
-        .unwrap_or(false)
-}
-
-#[tokio::test]
-async fn onboarding_leaves_no_second_server_and_the_app_restarts_to_read_what_it_wrote() {
-    use k8s_openapi::api::core::v1::Pod;
-
-    let Installed {
-        setup, home, run, ..
-    } = installed("onboard").await;
-    let stderr = text(&run.stderr);
-    assert!(run.status.success(), "install failed:\n{stderr}");
-
-    // Upstream's `onboard --yes` started its own server, deaf to SIGTERM: it is gone.
-    let app_home = home.path().join("paperclip");
-    let pids = std::fs::read_to_string(app_home.join("onboard-servers.pids"))
-        .expect("onboarding started upstream's second server");
-    let running: Vec<&str> = pids.lines().filter(|pid| alive(pid)).collect();
-    assert!(
-        running.is_empty(),
-        "onboarding's servers still run: {running:?}"
-    );
-
-    // The app that runs now started after onboarding wrote .env, so it has the agent JWT secret
-    // and the tool-action signing secret without anyone restarting it.
-    assert!(stderr.contains("restarting the app"), "{stderr}");
-    let written: std::time::SystemTime = std::fs::metadata(app_home.join("instances/default/.env"))
-        .unwrap()
-        .modified()
-        .unwrap();
-    let written = written
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let client = Harness::shared().client().await;
-    let pods: Vec<Pod> = Api::<Pod>::namespaced(client.clone(), &setup.namespace)
-        .list(&ListParams::default().labels("app.kubernetes.io/component=app"))
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .collect();
-    assert_eq!(pods.len(), 1, "one app pod runs");
-    let created = pods[0]
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .unwrap()
-        .0
-        .as_second();
-    assert!(
-        created >= written,
-        "the app pod was created at {created}, before onboarding wrote .env at {written}"
     );
 }
 

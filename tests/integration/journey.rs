@@ -15,43 +15,14 @@
 use std::process::Output;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 
 use crate::harness::Harness;
+use crate::harness::real::{self, RealNode};
 use crate::install::{Setup, setup, text};
-
-/// What the journey needs from the harness, or why it cannot run.
-struct RealNode {
-    node: String,
-    image: String,
-    previous_image: String,
-    postgres_image: String,
-    bitnami_image: String,
-    storage_class: String,
-}
-
-impl RealNode {
-    fn from_harness(h: &Harness) -> Result<RealNode, String> {
-        let var = |key: &str| {
-            std::env::var(key)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .or_else(|| h.var_opt(key).map(str::to_string))
-                .ok_or_else(|| format!("{key} is not set"))
-        };
-        Ok(RealNode {
-            node: var("HARNESS_REAL_NODE")?,
-            image: var("HARNESS_PAPERCLIP_IMAGE")?,
-            previous_image: var("HARNESS_PAPERCLIP_IMAGE_PREVIOUS")?,
-            postgres_image: var("HARNESS_POSTGRES_IMAGE")?,
-            bitnami_image: var("HARNESS_BITNAMI_POSTGRES_IMAGE")?,
-            storage_class: var("HARNESS_REAL_STORAGE_CLASS")?,
-        })
-    }
-}
 
 /// The profile a user would write for the real node: the harness's images and storage class,
 /// pinned to the node and tolerating its taints.
@@ -63,21 +34,7 @@ async fn profile_file(
     flavor: &str,
 ) -> std::path::PathBuf {
     let h = Harness::shared();
-    let node = Api::<Node>::all(h.client().await)
-        .get(&real.node)
-        .await
-        .unwrap();
-    let tolerations: Vec<Value> = node
-        .spec
-        .and_then(|s| s.taints)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|t| json!({"key": t.key, "operator": "Exists", "effect": t.effect}))
-        .collect();
-    let placement = json!({
-        "nodeSelector": {"kubernetes.io/hostname": real.node},
-        "tolerations": tolerations,
-    });
+    let placement = real.placement().await;
     let database_image = if flavor == "bitnami" {
         &real.bitnami_image
     } else {
@@ -400,15 +357,12 @@ async fn delete_app_pod(namespace: &str) {
 
 #[tokio::test]
 async fn a_users_whole_session_with_the_real_paperclip_on_the_real_node() {
-    let h = Harness::shared();
-    let real = match RealNode::from_harness(h) {
-        Ok(real) => real,
-        Err(why) => {
-            eprintln!("skipped: the journey runs on the harness's real node, and {why}");
-            return;
-        }
+    let Some(real) = RealNode::or_skip("the journey") else {
+        return;
     };
+    let mut slot = real::slot().await;
     let setup = setup("journey", None).await;
+    slot.holds(&setup.namespace);
     let ns = setup.namespace.clone();
     let dir = tempfile::tempdir().unwrap();
     let previous = profile_file(&real, &setup, dir.path(), &real.previous_image, "official").await;
@@ -530,34 +484,17 @@ async fn a_users_whole_session_with_the_real_paperclip_on_the_real_node() {
         "reinstall",
     );
     assert_data_intact(&ns, &data).await;
-    free_the_node(&ns).await;
-}
-
-/// Deletes a finished test's namespace: the real node has the machine's two cores, and every
-/// real pod holds its CPU request until it is gone (earlier runs' namespaces are removed by
-/// `tests/run`, but the real node's tests run side by side within one).
-async fn free_the_node(namespace: &str) {
-    use k8s_openapi::api::core::v1::Namespace;
-    Api::<Namespace>::all(Harness::shared().client().await)
-        .delete(namespace, &DeleteParams::default())
-        .await
-        .unwrap();
 }
 
 #[tokio::test]
 async fn both_database_flavours_run_the_real_app_on_the_real_node() {
-    let h = Harness::shared();
-    let real = match RealNode::from_harness(h) {
-        Ok(real) => real,
-        Err(why) => {
-            eprintln!(
-                "skipped: the real node's renderings need the harness's real node, and {why}"
-            );
-            return;
-        }
+    let Some(real) = RealNode::or_skip("both database flavours") else {
+        return;
     };
     for flavor in ["official", "bitnami"] {
+        let mut slot = real::slot().await;
         let setup = setup(&format!("real-{flavor}"), None).await;
+        slot.holds(&setup.namespace);
         let dir = tempfile::tempdir().unwrap();
         let profile = profile_file(&real, &setup, dir.path(), &real.image, flavor).await;
         ok(
@@ -579,82 +516,5 @@ async fn both_database_flavours_run_the_real_app_on_the_real_node() {
             status.contains("Health: ok, database reachable"),
             "{flavor}: {status}"
         );
-        free_the_node(&setup.namespace).await;
     }
-}
-
-#[tokio::test]
-async fn the_frank_profile_runs_on_the_real_node_with_its_shell_sidecar() {
-    let h = Harness::shared();
-    let real = match RealNode::from_harness(h) {
-        Ok(real) => real,
-        Err(why) => {
-            eprintln!("skipped: frank's rendering runs on the harness's real node, and {why}");
-            return;
-        }
-    };
-    let shell_image = match h.var_opt("HARNESS_SHELL_IMAGE") {
-        Some(image) => image.to_string(),
-        None => {
-            eprintln!("skipped: the harness built no shell sidecar image");
-            return;
-        }
-    };
-    // Frank as shipped (bitnami database, the sidecar with its home volume, LoadBalancer
-    // Services, its requests and limits), moved to the harness: its images, its storage class
-    // and its node. The metrics exporter has no image here, so it is left out.
-    let placement = "{nodeSelector: {kubernetes.io/hostname: NODE}, tolerations: \
-                     [{key: harness.paperclipctl.io/real-node, operator: Exists, effect: NoSchedule}]}"
-        .replace("NODE", &real.node);
-    let sets = [
-        format!("app.image={}", real.image),
-        format!("database.image={}", real.bitnami_image),
-        "database.metrics=null".to_string(),
-        format!("shell.image={shell_image}"),
-        format!("storage.className={}", real.storage_class),
-        format!("app.placement={placement}"),
-        format!("database.placement={placement}"),
-    ];
-    let mut extra = vec!["--timeout", "10m"];
-    extra.extend(sets.iter().flat_map(|s| ["--set", s.as_str()]));
-    let setup = setup("real-frank", None).await;
-    let installed = crate::install::install(
-        &setup,
-        &extra,
-        &[("PAPERCLIP_LITELLM_KEY", crate::install::LLM_KEY)],
-    )
-    .await;
-    ok(&installed, "install of frank");
-
-    let pods = Api::<Pod>::namespaced(h.client().await, &setup.namespace);
-    let app = pods
-        .list(&ListParams::default().labels("app.kubernetes.io/component=app"))
-        .await
-        .unwrap()
-        .items
-        .remove(0);
-    let ready: Vec<(String, bool)> = app
-        .status
-        .and_then(|s| s.container_statuses)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| (c.name, c.ready))
-        .collect();
-    assert_eq!(
-        ready,
-        [
-            ("paperclip".to_string(), true),
-            ("paperclip-shell".to_string(), true)
-        ],
-        "both containers run on the real node"
-    );
-    let status = ok(
-        &paperclipctl(&["status", "-n", &setup.namespace]).await,
-        "status",
-    );
-    assert!(
-        status.contains("Health: ok, database reachable"),
-        "{status}"
-    );
-    free_the_node(&setup.namespace).await;
 }

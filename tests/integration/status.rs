@@ -1,5 +1,9 @@
-//! `paperclipctl status` and `history` against a real harness install: healthy, then made
-//! unhealthy for real, with a volume-usage warning from a stub `df` inside the app container.
+//! `paperclipctl status` and `history` against the real Paperclip on the harness's real node:
+//! healthy, then made unhealthy for real; a secrets directory root took over.
+//!
+//! Two tests stay on KWOK's nodes, because only there can the app be made to say what they
+//! check (each says why at its top): a volume above 80% (`status_warns_on_a_full_volume`) and
+//! an app in its startup recovery (`a_starting_app_is_a_state_…`).
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Output;
@@ -11,7 +15,8 @@ use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::Value;
 
 use crate::harness::Harness;
-use crate::install::{LLM_KEY, install, setup, text};
+use crate::harness::real::RealNode;
+use crate::install::{LLM_KEY, RealRelease, install, installed_real, setup, text};
 
 /// Runs `paperclipctl <verb> --namespace <namespace>` with `extra` against the harness.
 async fn run(verb: &str, namespace: &str, extra: &[&str]) -> Output {
@@ -78,18 +83,17 @@ async fn fill_app_volume(namespace: &str, home: &std::path::Path, stubs: &std::p
 }
 
 #[tokio::test]
-async fn status_reports_a_healthy_install_warns_on_a_full_volume_and_fails_when_broken() {
+async fn status_reports_a_healthy_install_and_fails_when_broken() {
     let h = Harness::shared();
-    let setup = setup("status", None).await;
-    let home = tempfile::tempdir().unwrap();
-    let app_home = home.path().join("paperclip");
-    let _exec = h.serve_app_exec(&setup.namespace, &app_home).await;
-    let run_install = install(
-        &setup,
-        &["--timeout", "60s"],
-        &[("PAPERCLIP_LITELLM_KEY", LLM_KEY)],
-    )
-    .await;
+    let Some(RealRelease {
+        setup,
+        run: run_install,
+        real,
+        slot: _slot,
+    }) = installed_real("status").await
+    else {
+        return;
+    };
     assert!(
         run_install.status.success(),
         "install failed:\n{}",
@@ -116,7 +120,7 @@ async fn status_reports_a_healthy_install_warns_on_a_full_volume_and_fails_when_
         "✓ ExternalSecret/paperclip-auth Ready",
         "✓ PersistentVolumeClaim/paperclip-data Bound",
         "Health: ok, database reachable, bootstrap: ",
-        ", version 0.0.0-stub\n",
+        &format!(", version {}\n", release_of(&real.image)),
     ] {
         assert!(stdout.contains(line), "no {line:?} in:\n{stdout}");
     }
@@ -167,29 +171,6 @@ async fn status_reports_a_healthy_install_warns_on_a_full_volume_and_fails_when_
     let document: Value = serde_json::from_slice(&history.stdout).unwrap();
     assert_eq!(document["revisions"].as_array().unwrap().len(), 1);
 
-    // A volume above 80% is a warning that names upstream's backups, not a failure. KWOK picks up
-    // the changed Exec after a moment: poll until it does.
-    let stubs = tempfile::tempdir().unwrap();
-    fill_app_volume(ns, &app_home, stubs.path()).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let warned = loop {
-        let out = run("status", ns, &[]).await;
-        let stdout = text(&out.stdout);
-        if stdout.contains("is 90% full") {
-            assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
-            break stdout;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no usage warning in:\n{stdout}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    assert!(
-        warned.contains("instances/default/data/backups hold 7"),
-        "{warned}"
-    );
-
     // A synced Secret's ExternalSecret gone: unhealthy, exit 5, the error names it.
     let gvk = GroupVersionKind::gvk("external-secrets.io", "v1", "ExternalSecret");
     Api::<DynamicObject>::namespaced_with(
@@ -215,6 +196,53 @@ async fn status_reports_a_healthy_install_warns_on_a_full_volume_and_fails_when_
     );
 }
 
+/// Runs on KWOK's nodes with the app stand-in: the volume's usage is what `df` in the app
+/// container says, and only the stand-in's exec can put a `df` of the test's own first on its
+/// PATH (the real node's volumes are directories of this machine's disk, never 90% full).
+#[tokio::test]
+async fn status_warns_on_a_full_volume() {
+    let h = Harness::shared();
+    let setup = setup("status-full", None).await;
+    let home = tempfile::tempdir().unwrap();
+    let app_home = home.path().join("paperclip");
+    let _exec = h.serve_app_exec(&setup.namespace, &app_home).await;
+    let run_install = install(
+        &setup,
+        &["--timeout", "60s"],
+        &[("PAPERCLIP_LITELLM_KEY", LLM_KEY)],
+    )
+    .await;
+    assert!(
+        run_install.status.success(),
+        "install failed:\n{}",
+        text(&run_install.stderr)
+    );
+    let ns = setup.namespace.as_str();
+
+    // A volume above 80% is a warning that names upstream's backups, not a failure. KWOK picks up
+    // the changed Exec after a moment: poll until it does.
+    let stubs = tempfile::tempdir().unwrap();
+    fill_app_volume(ns, &app_home, stubs.path()).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let warned = loop {
+        let out = run("status", ns, &[]).await;
+        let stdout = text(&out.stdout);
+        if stdout.contains("is 90% full") {
+            assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+            break stdout;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no usage warning in:\n{stdout}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        warned.contains("instances/default/data/backups hold 7"),
+        "{warned}"
+    );
+}
+
 #[tokio::test]
 async fn status_and_history_say_when_nothing_is_installed() {
     let namespace = Harness::shared().namespace("status-empty").await;
@@ -231,6 +259,8 @@ async fn status_and_history_say_when_nothing_is_installed() {
     }
 }
 
+/// Runs on KWOK's nodes with the app stand-in: upstream answers `"status":"starting"` only
+/// during its startup recovery, seconds long and not to be caught on purpose.
 #[tokio::test]
 async fn a_starting_app_is_a_state_and_status_names_the_version_its_image_runs() {
     let h = Harness::shared();
@@ -283,12 +313,15 @@ async fn a_starting_app_is_a_state_and_status_names_the_version_its_image_runs()
 
 #[tokio::test]
 async fn a_secrets_directory_another_uid_owns_is_named_with_the_fix() {
-    let crate::install::Installed {
+    let Some(RealRelease {
         setup,
-        home,
         run: installed,
-        ..
-    } = crate::install::installed("secrets-owner").await;
+        real,
+        slot: _slot,
+    }) = installed_real("secrets-owner").await
+    else {
+        return;
+    };
     assert!(
         installed.status.success(),
         "install failed:\n{}",
@@ -303,17 +336,66 @@ async fn a_secrets_directory_another_uid_owns_is_named_with_the_fix() {
     );
     // A volume written by root (a restore by hand, an image that ran as root): upstream refuses
     // to start on it.
-    let secrets = home.path().join("paperclip/instances/default/secrets");
-    std::os::unix::fs::chown(&secrets, Some(0), Some(0)).unwrap();
+    chown_as_root(&real, ns, "instances/default/secrets").await;
     let out = run("status", ns, &[]).await;
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(5), "{stdout}");
     assert!(
-        stdout.contains(&format!(
-            "{}/instances/default/secrets is owned by uid 0, not by the app's uid 1000",
-            home.path().join("paperclip").display()
-        )),
+        stdout.contains(
+            "/paperclip/instances/default/secrets is owned by uid 0, not by the app's uid 1000"
+        ),
         "{stdout}"
     );
     assert!(stdout.contains("chown -R 1000:1000 "), "{stdout}");
+}
+
+/// The Paperclip release the harness built `image` from: its tag is `<release>-<content hash>`.
+fn release_of(image: &str) -> &str {
+    let tag = image.rsplit(':').next().unwrap();
+    tag.split_once('-').map_or(tag, |(release, _)| release)
+}
+
+/// Gives `path` on the app's volume to root, from a pod of its own that mounts the volume as
+/// root (the app's uid cannot), and waits until it did.
+async fn chown_as_root(real: &RealNode, namespace: &str, path: &str) {
+    let placement = real.placement().await;
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "chown-as-root"},
+        "spec": {
+            "restartPolicy": "Never",
+            "nodeSelector": placement["nodeSelector"],
+            "tolerations": placement["tolerations"],
+            "securityContext": {"runAsUser": 0, "runAsGroup": 0},
+            "containers": [{
+                "name": "chown",
+                "image": real.postgres_image,
+                "command": ["chown", "0:0", format!("/volume/{path}")],
+                "volumeMounts": [{"name": "data", "mountPath": "/volume"}],
+            }],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "paperclip-data"}}],
+        },
+    }))
+    .unwrap();
+    let pods = Api::<Pod>::namespaced(Harness::shared().client().await, namespace);
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let phase = pods
+            .get("chown-as-root")
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.phase)
+            .unwrap_or_default();
+        match phase.as_str() {
+            "Succeeded" => return,
+            "Failed" => panic!("chown {path} as root failed"),
+            _ => {}
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "chown {path} as root did not finish (phase {phase})"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

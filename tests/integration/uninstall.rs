@@ -10,7 +10,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::wait::{await_condition, conditions};
 
 use crate::harness::Harness;
-use crate::install::{Installed, LLM_KEY, RELEASE_KINDS, install, installed, setup, text};
+use crate::install::{LLM_KEY, RELEASE_KINDS, RealRelease, install, installed_real, setup, text};
 
 async fn uninstall(namespace: &str, extra: &[&str]) -> Output {
     let h = Harness::shared();
@@ -47,12 +47,16 @@ async fn labelled(namespace: &str) -> Vec<String> {
 #[tokio::test]
 async fn uninstall_keeps_data_until_purged_copes_with_missing_objects_and_runs_twice() {
     let h = Harness::shared();
-    let Installed {
+    // A real install on the real node: its pods really terminate in reverse wave order.
+    let Some(RealRelease {
         setup,
-        home: _home,
-        exec: _exec,
         run,
-    } = installed("uninstall").await;
+        slot: _slot,
+        ..
+    }) = installed_real("uninstall").await
+    else {
+        return;
+    };
     let ns = setup.namespace.as_str();
     assert!(
         run.status.success(),

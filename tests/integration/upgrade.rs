@@ -12,16 +12,17 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, PostParams};
 
 use crate::harness::Harness;
+use crate::harness::real;
 use crate::harness::registry::fixture_images;
 use crate::install::{
-    Installed, LLM_KEY, installed, installed_with_instance, setup, text, versions, with_profile,
+    LLM_KEY, Setup, installed_real, installed_with_instance, setup, text, versions, with_profile,
 };
 
 /// Runs `paperclipctl VERB` on the release with `dir` as the backups directory.
-async fn run(release: &Installed, dir: &Path, verb: &str, extra: &[&str]) -> Output {
+async fn run(setup: &Setup, dir: &Path, verb: &str, extra: &[&str]) -> Output {
     let backups = dir.join("backups");
     with_profile(
-        &release.setup,
+        setup,
         verb,
         extra,
         &[
@@ -53,8 +54,8 @@ async fn app(namespace: &str) -> (String, bool) {
 }
 
 /// `(revision, action, result)` of every revision, from `history -o json`.
-async fn history(release: &Installed, dir: &Path) -> Vec<(u64, String, String)> {
-    let listed = run(release, dir, "history", &["-o", "json"]).await;
+async fn history(setup: &Setup, dir: &Path) -> Vec<(u64, String, String)> {
+    let listed = run(setup, dir, "history", &["-o", "json"]).await;
     assert!(listed.status.success(), "{}", text(&listed.stderr));
     let json: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     json["revisions"]
@@ -93,7 +94,7 @@ async fn an_upgrade_to_a_crash_looping_image_rolls_back_by_itself_and_keeps_the_
     leak_in_an_event(ns, LLM_KEY).await;
 
     let upgraded = run(
-        &release,
+        &release.setup,
         dir.path(),
         "upgrade",
         &[
@@ -147,7 +148,7 @@ async fn an_upgrade_to_a_crash_looping_image_rolls_back_by_itself_and_keeps_the_
     assert!(stderr.contains(backups[0].to_str().unwrap()), "{stderr}");
 
     assert_eq!(
-        history(&release, dir.path()).await,
+        history(&release.setup, dir.path()).await,
         [
             (1, "install".into(), "deployed".into()),
             (2, "upgrade".into(), "failed".into()),
@@ -195,22 +196,22 @@ async fn an_upgrade_without_a_release_or_without_a_possible_backup_changes_nothi
     );
 
     // Installed, but the app volume lost the master key a backup needs: refused, unchanged.
-    let release = installed("upgrade-nobackup").await;
+    let Some(release) = installed_real("upgrade-nobackup").await else {
+        return;
+    };
     assert!(
         release.run.status.success(),
         "{}",
         text(&release.run.stderr)
     );
-    let key = release
-        .home
-        .path()
-        .join("paperclip/instances/default/secrets/master.key");
-    let _ = std::fs::remove_file(&key);
     let ns = release.setup.namespace.as_str();
+    let key = "/paperclip/instances/default/secrets/master.key";
+    let removed = real::exec_app(ns, &["rm", key]).await;
+    assert!(removed.success, "{}", removed.stderr);
     let images = fixture_images().await;
     let before = versions(ns).await;
     let refused = run(
-        &release,
+        &release.setup,
         dir.path(),
         "upgrade",
         &["--to", &images.amd64_only],
@@ -229,19 +230,26 @@ async fn an_upgrade_without_a_release_or_without_a_possible_backup_changes_nothi
         "the refused upgrade wrote something"
     );
     assert!(files(&dir.path().join("backups")).is_empty());
-    assert_eq!(history(&release, dir.path()).await.len(), 1);
+    assert_eq!(history(&release.setup, dir.path()).await.len(), 1);
 }
 
 #[tokio::test]
 async fn an_upgrade_to_an_arm64_only_image_is_refused_before_anything_changes() {
-    let release = installed_with_instance("upgrade-arch").await;
+    let Some(release) = installed_real("upgrade-arch").await else {
+        return;
+    };
+    assert!(
+        release.run.status.success(),
+        "{}",
+        text(&release.run.stderr)
+    );
     let ns = release.setup.namespace.as_str();
     let images = fixture_images().await;
     let before = versions(ns).await;
     let dir = tempfile::tempdir().unwrap();
 
     let refused = run(
-        &release,
+        &release.setup,
         dir.path(),
         "upgrade",
         &["--to", &images.arm64_only],
@@ -250,7 +258,10 @@ async fn an_upgrade_to_an_arm64_only_image_is_refused_before_anything_changes() 
     let stderr = text(&refused.stderr);
     assert_eq!(refused.status.code(), Some(6), "{stderr}");
     assert!(
-        stderr.contains("offers linux/arm64 only; nodes gpu-1 (amd64) need linux/amd64"),
+        stderr.contains(&format!(
+            "offers linux/arm64 only; nodes {} (amd64) need linux/amd64",
+            release.real.node
+        )),
         "{stderr}"
     );
     assert_eq!(
@@ -259,7 +270,7 @@ async fn an_upgrade_to_an_arm64_only_image_is_refused_before_anything_changes() 
         "the refused upgrade wrote something"
     );
     assert!(files(&dir.path().join("backups")).is_empty());
-    assert_eq!(history(&release, dir.path()).await.len(), 1);
+    assert_eq!(history(&release.setup, dir.path()).await.len(), 1);
 }
 
 #[tokio::test]
@@ -273,7 +284,7 @@ async fn an_upgrade_is_backed_up_applied_and_recorded_and_rollback_goes_back() {
 
     // The profile as installed: nothing to upgrade, nothing written.
     let before = versions(ns).await;
-    let unchanged = run(&release, dir.path(), "upgrade", &[]).await;
+    let unchanged = run(&release.setup, dir.path(), "upgrade", &[]).await;
     assert!(unchanged.status.success(), "{}", text(&unchanged.stderr));
     assert!(
         text(&unchanged.stdout).contains("nothing changed"),
@@ -284,7 +295,7 @@ async fn an_upgrade_is_backed_up_applied_and_recorded_and_rollback_goes_back() {
 
     // A dry run says what would change and changes nothing.
     let planned = run(
-        &release,
+        &release.setup,
         dir.path(),
         "upgrade",
         &["--to", target, "--dry-run"],
@@ -300,7 +311,7 @@ async fn an_upgrade_is_backed_up_applied_and_recorded_and_rollback_goes_back() {
     assert_eq!(versions(ns).await, before);
     assert!(files(&dir.path().join("backups")).is_empty());
 
-    let upgraded = run(&release, dir.path(), "upgrade", &["--to", target]).await;
+    let upgraded = run(&release.setup, dir.path(), "upgrade", &["--to", target]).await;
     let stdout = text(&upgraded.stdout);
     assert!(upgraded.status.success(), "{}", text(&upgraded.stderr));
     assert!(stdout.contains("(revision 2)"), "{stdout}");
@@ -313,7 +324,7 @@ async fn an_upgrade_is_backed_up_applied_and_recorded_and_rollback_goes_back() {
     assert!(stdout.contains(backups[0].to_str().unwrap()), "{stdout}");
 
     // The same target again: nothing to do, no backup, no revision.
-    let again = run(&release, dir.path(), "upgrade", &["--to", target]).await;
+    let again = run(&release.setup, dir.path(), "upgrade", &["--to", target]).await;
     assert!(again.status.success(), "{}", text(&again.stderr));
     assert!(
         text(&again.stdout).contains("nothing changed"),
@@ -322,7 +333,7 @@ async fn an_upgrade_is_backed_up_applied_and_recorded_and_rollback_goes_back() {
     );
     assert_eq!(files(&dir.path().join("backups")).len(), 1);
 
-    let rolled = run(&release, dir.path(), "rollback", &[]).await;
+    let rolled = run(&release.setup, dir.path(), "rollback", &[]).await;
     let stdout = text(&rolled.stdout);
     assert!(rolled.status.success(), "{}", text(&rolled.stderr));
     assert!(stdout.contains("is back at revision 1"), "{stdout}");
@@ -330,7 +341,7 @@ async fn an_upgrade_is_backed_up_applied_and_recorded_and_rollback_goes_back() {
     assert_eq!(image, installed_image);
     assert!(available);
     assert_eq!(
-        history(&release, dir.path()).await,
+        history(&release.setup, dir.path()).await,
         [
             (1, "install".into(), "deployed".into()),
             (2, "upgrade".into(), "deployed".into()),
@@ -339,10 +350,10 @@ async fn an_upgrade_is_backed_up_applied_and_recorded_and_rollback_goes_back() {
     );
 
     // Back to the upgraded revision by number; an unknown one is refused.
-    let forward = run(&release, dir.path(), "rollback", &["2"]).await;
+    let forward = run(&release.setup, dir.path(), "rollback", &["2"]).await;
     assert!(forward.status.success(), "{}", text(&forward.stderr));
     assert!(app(ns).await.0.starts_with(&format!("{target}@sha256:")));
-    let unknown = run(&release, dir.path(), "rollback", &["9"]).await;
+    let unknown = run(&release.setup, dir.path(), "rollback", &["9"]).await;
     assert_eq!(unknown.status.code(), Some(2));
     assert!(text(&unknown.stderr).contains("there is no revision 9"));
 }

@@ -3,6 +3,7 @@
 
 pub mod apps;
 pub mod infisical;
+pub mod real;
 pub mod registry;
 
 use std::collections::HashMap;
