@@ -1,11 +1,13 @@
-//! `paperclipctl backup` and `restore` against a real harness install: a table with rows in
-//! PostgreSQL and a master key on the app's volume go into an archive, are wiped, and come back
-//! byte for byte; a tampered archive is refused without touching anything. `backup` without a
-//! file writes to the local backups directory, `backup list` shows those archives and the app's
-//! own backups on its volume, and `backup pull` copies one of the latter here.
+//! `paperclipctl backup` and `restore`. On the real node, against the real Paperclip: a table
+//! with rows in its PostgreSQL and the master key onboarding wrote go into an archive, are
+//! wiped, and come back byte for byte; a tampered archive is refused without touching anything.
 //!
-//! The harness's PostgreSQL is shared by every test, and a restore empties the database it
-//! targets, so this test points its release's database pod at a database of its own.
+//! On KWOK's nodes, with the harness's least app (no Paperclip behaviour is involved: these
+//! check paperclipctl's own files): `backup` without a file writes to the local backups
+//! directory, `backup list` shows those archives and the app's own backups on its volume, and
+//! `backup pull` copies one of the latter here. There the database pod's exec reaches the
+//! harness's PostgreSQL, shared by every test, so a test points its release's database pod at a
+//! database of its own.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -18,8 +20,10 @@ use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::json;
 use tokio::io::AsyncReadExt;
 
-use crate::harness::Harness;
-use crate::install::{LLM_KEY, MASTER_KEY, install, installed_with_instance, setup, text};
+use k8s_openapi::api::core::v1::Secret;
+
+use crate::harness::{Harness, real};
+use crate::install::{installed_real, installed_with_instance, text};
 
 pub(crate) const DB_POD: &str = "paperclip-db-postgresql-0";
 
@@ -139,9 +143,9 @@ async fn the_apps_own_backups_are_listed_and_pulled_byte_for_byte() {
     let release = installed_with_instance("backup-pull").await;
     let ns = release.setup.namespace.as_str();
     let volume = release
-        .home
-        .path()
-        .join("paperclip/instances/default/data/backups");
+        .app
+        .paperclip_home()
+        .join("instances/default/data/backups");
     std::fs::create_dir_all(&volume).unwrap();
     // Several exec chunks' worth of bytes that do not repeat.
     let body: Vec<u8> = (0..3_000_000u32)
@@ -290,39 +294,75 @@ fn tamper(path: &Path) {
     std::fs::write(path, zstd::encode_all(raw.as_slice(), 3).unwrap()).unwrap();
 }
 
-#[tokio::test]
-async fn backup_and_restore_bring_back_rows_and_the_master_key_and_refuse_a_tampered_archive() {
-    let h = Harness::shared();
-    let setup = setup("backup", None).await;
-    let ns = setup.namespace.as_str();
-    let home = tempfile::tempdir().unwrap();
-    let app_home = home.path().join("paperclip");
-    let _exec = h.serve_app_exec(ns, &app_home).await;
-    let installed = install(
-        &setup,
-        &["--timeout", "60s"],
-        &[("PAPERCLIP_LITELLM_KEY", LLM_KEY)],
+/// Runs `sql` with psql in the real database container of the release in `namespace`, as the
+/// database's own user (from the container's variables of either image contract).
+async fn real_psql(namespace: &str, sql: &str) -> String {
+    let script = r#"export PGHOST=127.0.0.1
+export PGUSER="${POSTGRES_USER:-${POSTGRESQL_USERNAME:-postgres}}"
+export PGDATABASE="${POSTGRES_DB:-${POSTGRESQL_DATABASE:-$PGUSER}}"
+export PGPASSWORD="${POSTGRES_PASSWORD:-$POSTGRESQL_PASSWORD}"
+exec psql -X -tA -v ON_ERROR_STOP=1 -c "$1""#;
+    let ran = real::exec(
+        namespace,
+        DB_POD,
+        "postgresql",
+        &["sh", "-c", script, "sh", sql],
     )
     .await;
-    assert!(installed.status.success(), "{}", text(&installed.stderr));
+    assert!(ran.success, "psql {sql}: {}", ran.stderr);
+    ran.stdout.trim().to_string()
+}
 
-    let pods = Api::<Pod>::namespaced(h.client().await, ns);
-    let database = ns.replace('-', "_");
-    dedicated_database(ns, &database, &pods).await;
-    psql(
-        &pods,
+/// The bytes of `path` in the running app container.
+async fn app_file(namespace: &str, path: &str) -> Option<Vec<u8>> {
+    let ran = real::exec_app(namespace, &["base64", "-w0", path]).await;
+    use base64::Engine;
+    ran.success.then(|| {
+        base64::engine::general_purpose::STANDARD
+            .decode(ran.stdout.trim())
+            .unwrap()
+    })
+}
+
+#[tokio::test]
+async fn backup_and_restore_bring_back_rows_and_the_master_key_and_refuse_a_tampered_archive() {
+    // The real Paperclip's instance on the real node: its database with upstream's schema, the
+    // master key onboarding wrote, and a restore that stops and starts the real app.
+    let Some(release) = installed_real("backup").await else {
+        return;
+    };
+    assert!(
+        release.run.status.success(),
+        "{}",
+        text(&release.run.stderr)
+    );
+    let h = Harness::shared();
+    let ns = release.setup.namespace.as_str();
+    let home = tempfile::tempdir().unwrap();
+    real_psql(
+        ns,
         "CREATE TABLE backup_t (id int PRIMARY KEY, note text); \
          INSERT INTO backup_t SELECT g, 'row ' || g FROM generate_series(1, 250) g",
     )
     .await;
-    let instance = app_home.join("instances/default");
-    let key = instance.join("secrets/master.key");
-    std::fs::create_dir_all(key.parent().unwrap()).unwrap();
-    std::os::unix::fs::chown(key.parent().unwrap(), Some(1000), Some(1000)).unwrap();
-    std::fs::write(&key, MASTER_KEY).unwrap();
-    if !instance.join("config.json").exists() {
-        std::fs::write(instance.join("config.json"), b"{}").unwrap();
-    }
+    let tables = real_psql(
+        ns,
+        "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+    )
+    .await;
+    let key = "/paperclip/instances/default/secrets/master.key";
+    let master_key = app_file(ns, key)
+        .await
+        .expect("onboarding wrote the master key");
+    let db_password = Api::<Secret>::namespaced(h.client().await, ns)
+        .get("paperclip-db-postgresql")
+        .await
+        .unwrap()
+        .data
+        .unwrap()["password"]
+        .0
+        .clone();
+    let db_password = String::from_utf8(db_password).unwrap();
 
     let archive = home.path().join("backup.tar.zst");
     let archive_arg = archive.to_str().unwrap();
@@ -333,10 +373,16 @@ async fn backup_and_restore_bring_back_rows_and_the_master_key_and_refuse_a_tamp
         "{stdout}\n{}",
         text(&backed_up.stderr)
     );
-    assert!(stdout.contains("revision 1, 1 table(s)"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("revision 1, {tables} table(s)")),
+        "{stdout}"
+    );
     let all = format!("{stdout}{}", text(&backed_up.stderr));
-    assert!(!all.contains("master-key-bytes"), "{all}");
-    assert!(!all.contains(h.var("HARNESS_PG_PASSWORD")), "{all}");
+    assert!(
+        !all.contains(String::from_utf8_lossy(&master_key).trim()),
+        "{all}"
+    );
+    assert!(!all.contains(&db_password), "{all}");
 
     let dry = run(ns, &["restore", archive_arg, "--dry-run"]).await;
     assert!(dry.status.success(), "{}", text(&dry.stderr));
@@ -368,8 +414,9 @@ async fn backup_and_restore_bring_back_rows_and_the_master_key_and_refuse_a_tamp
     assert!(meant.status.success(), "{}", text(&meant.stderr));
 
     // A lost key and table: nothing to keep a safety backup of, so the restore is told so.
-    psql(&pods, "DROP TABLE backup_t").await;
-    std::fs::remove_file(&key).unwrap();
+    real_psql(ns, "DROP TABLE backup_t").await;
+    let removed = real::exec_app(ns, &["rm", key]).await;
+    assert!(removed.success, "{}", removed.stderr);
     let refused = run(ns, &["restore", archive_arg, "--yes"]).await;
     let stderr = text(&refused.stderr);
     assert_eq!(refused.status.code(), Some(5), "{stderr}");
@@ -384,11 +431,19 @@ async fn backup_and_restore_bring_back_rows_and_the_master_key_and_refuse_a_tamp
         text(&restored.stdout),
         text(&restored.stderr)
     );
-    assert_eq!(psql(&pods, "SELECT count(*) FROM backup_t").await, "250");
-    assert_eq!(std::fs::read(&key).unwrap(), MASTER_KEY);
+    assert_eq!(real_psql(ns, "SELECT count(*) FROM backup_t").await, "250");
+    assert_eq!(app_file(ns, key).await, Some(master_key));
+    // The real app runs on the restored instance.
+    let status = run(ns, &["status"]).await;
+    assert!(
+        text(&status.stdout).contains("Health: ok, database reachable"),
+        "{}\n{}",
+        text(&status.stdout),
+        text(&status.stderr)
+    );
 
     tamper(&archive);
-    psql(&pods, "DELETE FROM backup_t WHERE id > 200").await;
+    real_psql(ns, "DELETE FROM backup_t WHERE id > 200").await;
     let refused = run(ns, &["restore", archive_arg, "--yes"]).await;
     let stderr = text(&refused.stderr);
     assert_eq!(refused.status.code(), Some(2), "{stderr}");
@@ -396,5 +451,5 @@ async fn backup_and_restore_bring_back_rows_and_the_master_key_and_refuse_a_tamp
         stderr.contains("database.sql does not match the manifest"),
         "{stderr}"
     );
-    assert_eq!(psql(&pods, "SELECT count(*) FROM backup_t").await, "200");
+    assert_eq!(real_psql(ns, "SELECT count(*) FROM backup_t").await, "200");
 }

@@ -11,6 +11,7 @@ use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 
 use crate::harness::Harness;
+use crate::harness::apps::{Health, KwokApp};
 use crate::harness::infisical::{Infisical, Project};
 use crate::harness::real::{self, RealNode, Slot};
 
@@ -159,20 +160,19 @@ pub(crate) const RELEASE_KINDS: [(&str, &str, &str, &str); 8] = [
     ("external-secrets.io", "v1", "SecretStore", "secretstores"),
 ];
 
-/// A release installed from the frank profile with its app pods served for exec: what most
-/// day-2 tests start from. The install's output is for the test to check.
+/// A release installed from the frank profile on KWOK's nodes, its app pods served by the
+/// harness's least app (see `harness::apps`): what day-2 tests start from that need a release
+/// but none of Paperclip's own behaviour. The install's output is for the test to check.
 pub(crate) struct Installed {
     pub setup: Setup,
-    pub home: tempfile::TempDir,
-    pub exec: crate::harness::apps::AppExec,
+    pub app: KwokApp,
     pub run: Output,
 }
 
 pub(crate) async fn installed(prefix: &str) -> Installed {
     let setup = setup(prefix, None).await;
-    let home = tempfile::tempdir().unwrap();
-    let exec = Harness::shared()
-        .serve_app_exec(&setup.namespace, &home.path().join("paperclip"))
+    let app = Harness::shared()
+        .kwok_app(&setup.namespace, Health::Ok)
         .await;
     let run = install(
         &setup,
@@ -180,12 +180,7 @@ pub(crate) async fn installed(prefix: &str) -> Installed {
         &[("PAPERCLIP_LITELLM_KEY", LLM_KEY)],
     )
     .await;
-    Installed {
-        setup,
-        home,
-        exec,
-        run,
-    }
+    Installed { setup, app, run }
 }
 
 /// A release of the frank profile installed on the real node with the real Paperclip: what the
@@ -228,13 +223,11 @@ pub(crate) async fn installed_with_instance(prefix: &str) -> Installed {
         "install failed:\n{}",
         text(&release.run.stderr)
     );
-    let instance = release.home.path().join("paperclip/instances/default");
-    let key = instance.join("secrets/master.key");
-    std::fs::create_dir_all(key.parent().unwrap()).unwrap();
+    let key = release
+        .app
+        .paperclip_home()
+        .join("instances/default/secrets/master.key");
     std::fs::write(&key, MASTER_KEY).unwrap();
-    if !instance.join("config.json").exists() {
-        std::fs::write(instance.join("config.json"), b"{}").unwrap();
-    }
     release
 }
 
@@ -762,14 +755,15 @@ async fn a_volume_that_cannot_attach_fails_fast() {
     assert!(stderr.contains("Recreate strategy"), "{stderr}");
 }
 
+/// Runs on KWOK's nodes: the real server exits at start without its database (the crash-loop
+/// test below), so a server that runs on while its database is gone, as the install reads it,
+/// is staged by the least app's health answer.
 #[tokio::test]
 async fn an_app_that_cannot_reach_its_database_fails_the_install_naming_database_url() {
     let h = Harness::shared();
     let setup = setup("nodb", None).await;
-    let home = tempfile::tempdir().unwrap();
-    let server = h.app_server(&["--database", "unreachable"]).await;
-    let _exec = h
-        .serve_app_exec_with_server(&setup.namespace, &home.path().join("paperclip"), &server)
+    let _app = h
+        .kwok_app(&setup.namespace, Health::DatabaseUnreachable)
         .await;
     let run = install(
         &setup,

@@ -195,9 +195,9 @@ impl Restorable {
         )
         .await;
         let secrets = release
-            .home
-            .path()
-            .join("paperclip/instances/default/secrets");
+            .app
+            .paperclip_home()
+            .join("instances/default/secrets");
         std::os::unix::fs::chown(&secrets, Some(1000), Some(1000)).unwrap();
         let backups = tempfile::tempdir().unwrap();
         let archive = backups.path().join("taken.tar.zst");
@@ -218,9 +218,9 @@ impl Restorable {
     fn key(&self) -> Vec<u8> {
         std::fs::read(
             self.release
-                .home
-                .path()
-                .join("paperclip/instances/default")
+                .app
+                .paperclip_home()
+                .join("instances/default")
                 .join(KEY_PART),
         )
         .unwrap()

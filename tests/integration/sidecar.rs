@@ -10,6 +10,7 @@ use kube::api::Api;
 use paperclipctl::image::{self, Context, Image, Platform, Registry};
 
 use crate::harness::Harness;
+use crate::harness::apps::Health;
 use crate::install::{LLM_KEY, install, setup, text, versions};
 use crate::shell_image::image::{docker, fresh_repository};
 
@@ -80,10 +81,7 @@ async fn install_pins_a_tagged_sidecar_to_the_pushed_digest() {
     let digest = push_tiny_image(h, &repository, &tagged).await;
 
     let setup = setup("pin", None).await;
-    let home = tempfile::tempdir().unwrap();
-    let _exec = h
-        .serve_app_exec(&setup.namespace, &home.path().join("paperclip"))
-        .await;
+    let _app = h.kwok_app(&setup.namespace, Health::Ok).await;
     let shell = format!("shell.image={tagged}");
     let run = install(
         &setup,
@@ -159,10 +157,7 @@ async fn a_private_sidecar_pulls_with_a_login_synced_from_infisical() {
     let digest = push_tiny_image(h, &repository, &content_tag).await;
 
     let setup = setup("pull", None).await;
-    let home = tempfile::tempdir().unwrap();
-    let _exec = h
-        .serve_app_exec(&setup.namespace, &home.path().join("paperclip"))
-        .await;
+    let _app = h.kwok_app(&setup.namespace, Health::Ok).await;
     let shell = format!("shell.image={repository}");
     let pull = format!(
         "shell.pullSecret={{registry: \"{registry}\", usernameKey: SHELL_PULL_USERNAME, \

@@ -47,8 +47,7 @@ async fn ssh_through_a_port_forward_runs_a_command_and_the_printed_config_works_
     let h = Harness::shared();
     let Installed {
         setup,
-        home: _home,
-        exec: _exec,
+        app: _app,
         run,
     } = installed("ssh").await;
     assert!(

@@ -15,6 +15,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::Value;
 
 use crate::harness::Harness;
+use crate::harness::apps::{Health, VERSION};
 use crate::harness::real::RealNode;
 use crate::install::{LLM_KEY, RealRelease, install, installed_real, setup, text};
 
@@ -203,9 +204,8 @@ async fn status_reports_a_healthy_install_and_fails_when_broken() {
 async fn status_warns_on_a_full_volume() {
     let h = Harness::shared();
     let setup = setup("status-full", None).await;
-    let home = tempfile::tempdir().unwrap();
-    let app_home = home.path().join("paperclip");
-    let _exec = h.serve_app_exec(&setup.namespace, &app_home).await;
+    let app = h.kwok_app(&setup.namespace, Health::Ok).await;
+    let app_home = app.paperclip_home();
     let run_install = install(
         &setup,
         &["--timeout", "60s"],
@@ -265,13 +265,9 @@ async fn status_and_history_say_when_nothing_is_installed() {
 async fn a_starting_app_is_a_state_and_status_names_the_version_its_image_runs() {
     let h = Harness::shared();
     let setup = setup("starting", None).await;
-    let home = tempfile::tempdir().unwrap();
     // Upstream answers `"status":"starting"` during its startup recovery, without a version for
     // an anonymous caller.
-    let server = h.app_server(&["--status", "starting"]).await;
-    let _exec = h
-        .serve_app_exec_with_server(&setup.namespace, &home.path().join("paperclip"), &server)
-        .await;
+    let _app = h.kwok_app(&setup.namespace, Health::Starting).await;
     let installed = install(
         &setup,
         &["--timeout", "60s"],
@@ -294,10 +290,10 @@ async fn a_starting_app_is_a_state_and_status_names_the_version_its_image_runs()
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     assert!(
-        stdout.contains(
+        stdout.contains(&format!(
             "Health: starting (startup recovery in progress), database reachable, bootstrap: \
-             bootstrap_pending, version 0.0.0-stub\n"
-        ),
+             bootstrap_pending, version {VERSION}\n"
+        )),
         "{stdout}"
     );
     assert!(
@@ -308,7 +304,7 @@ async fn a_starting_app_is_a_state_and_status_names_the_version_its_image_runs()
     let document: Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(document["healthy"], true, "{document:#}");
     assert_eq!(document["health"]["status"], "starting", "{document:#}");
-    assert_eq!(document["health"]["version"], "0.0.0-stub", "{document:#}");
+    assert_eq!(document["health"]["version"], VERSION, "{document:#}");
 }
 
 #[tokio::test]

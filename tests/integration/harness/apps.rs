@@ -1,22 +1,20 @@
-//! The app pods of a release under test, made to behave like real ones for exec.
+//! App pods on KWOK's nodes, for the tests that need an installed release but not Paperclip's
+//! own behaviour, and for the failures only KWOK can stage (the real Paperclip runs on the real
+//! node: see [`super::real`]). KWOK runs no container, so this fixture gives a release's app
+//! pod the least that paperclipctl reads from a running app, and nothing of upstream's CLI:
 //!
-//! KWOK runs `kubectl exec` on this machine and picks its environment by pod name only, so a
-//! release's app pod gets a namespaced `Exec` named after it: the upstream-CLI stand-in with the
-//! test's own PAPERCLIP_HOME, run as uid 1000 like the app container. The harness holds such pods
-//! back from Ready until they carry the annotation below, which this fixture sets only once KWOK
-//! serves the Exec — so an install never reaches onboarding before its pod can be exec'd into.
+//! - exec, which KWOK runs on this machine: a namespaced `Exec` named after the pod, as uid
+//!   1000 like the app container, with PAPERCLIP_HOME a directory of the test's own that holds
+//!   an onboarded instance already (`config.json`, `.env`, the master key), so onboarding finds
+//!   nothing to do; the workdir is a workspace holding only the server package's version;
+//! - port 3100, forwarded by a namespaced `PortForward` to a responder of the test's own that
+//!   answers `GET /api/health` with the one answer the test stages ([`Health`]).
 //!
-//! The Exec carries the container's plain environment (with DATABASE_URL pointing at the
-//! harness's PostgreSQL), as `kubectl exec` into a real container sees it: upstream's CLI reads
-//! DATABASE_URL and PAPERCLIP_PUBLIC_URL from there. Port 3100 of every pod reaches the harness's
-//! shared app stand-in; a test that needs another answer from the app starts an [`AppServer`] of
-//! its own, which this fixture then forwards the pods' port 3100 to.
-//!
-//! The stand-ins are this checkout's (`tests/harness/app-stub`), whichever checkout started the
-//! shared harness, and exec runs in the stand-in's copy of the image's workspace (`app/`, where
-//! upstream's server package lives), as exec into the app image starts in `/app`.
+//! KWOK picks exec targets by pod name, known only once the pod exists, so the harness holds
+//! such pods back from Ready until they carry [`EXEC_READY`], which this fixture sets once KWOK
+//! serves both: an install never reads the app before it can.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -25,7 +23,7 @@ use kube::api::{Api, AttachParams, DynamicObject, Patch, PatchParams, PostParams
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
 use super::Harness;
@@ -33,85 +31,79 @@ use super::Harness;
 /// The annotation that releases an app pod to become Ready (see the harness's pod-ready stage).
 pub const EXEC_READY: &str = "harness.paperclipctl.io/exec-ready";
 
-/// Serves exec into every app pod that appears in `namespace`, until the handle is dropped.
-pub struct AppExec {
-    task: JoinHandle<()>,
+/// The version the workspace's server package reports (what `status` reads from the image).
+pub const VERSION: &str = "0.0.0-kwok";
+
+/// What the app answers to `GET /api/health`, as upstream 2026.916.1 answers an anonymous
+/// caller of an authenticated instance (server `routes/health.ts`).
+#[derive(Clone, Copy)]
+pub enum Health {
+    /// 200 `ok`: a freshly onboarded instance, its bootstrap invite open.
+    Ok,
+    /// 200 `starting`: the server's startup recovery still runs.
+    Starting,
+    /// 503 `database_unreachable`: the server runs, its database is gone.
+    DatabaseUnreachable,
 }
 
-/// A stand-in for the app's HTTP endpoint of one test (app-stub/paperclip-server), stopped when
-/// dropped.
-pub struct AppServer {
-    port: u16,
-    _process: tokio::process::Child,
+impl Health {
+    fn answer(self) -> (u16, serde_json::Value) {
+        let running = |status: &str| {
+            json!({
+                "status": status, "deploymentMode": "authenticated",
+                "deploymentExposure": "private", "commit": null,
+                "bootstrapStatus": "bootstrap_pending", "bootstrapInviteActive": true,
+            })
+        };
+        match self {
+            Health::Ok => (200, running("ok")),
+            Health::Starting => (200, running("starting")),
+            Health::DatabaseUnreachable => (
+                503,
+                json!({"status": "unhealthy", "version": VERSION, "error": "database_unreachable"}),
+            ),
+        }
+    }
 }
 
-impl Drop for AppExec {
+/// Serves the app pods of one namespace until dropped.
+pub struct KwokApp {
+    /// PAPERCLIP_HOME as exec into the app sees it: the volume's contents.
+    pub home: tempfile::TempDir,
+    _workspace: tempfile::TempDir,
+    watch: JoinHandle<()>,
+    responder: JoinHandle<()>,
+}
+
+impl Drop for KwokApp {
     fn drop(&mut self) {
-        self.task.abort();
+        self.watch.abort();
+        self.responder.abort();
+    }
+}
+
+impl KwokApp {
+    /// The app's PAPERCLIP_HOME (`/paperclip` in the image).
+    pub fn paperclip_home(&self) -> PathBuf {
+        self.home.path().join("paperclip")
     }
 }
 
 impl Harness {
-    /// Starts serving exec for the app pods of `namespace` with PAPERCLIP_HOME = `home` (created,
-    /// owned by uid 1000 like the app's volume).
-    pub async fn serve_app_exec(&self, namespace: &str, home: &Path) -> AppExec {
-        self.serve_app(namespace, home, None).await
-    }
-
-    /// Starts an app stand-in of its own with `args` (see app-stub/paperclip-server).
-    pub async fn app_server(&self, args: &[&str]) -> AppServer {
-        use tokio::io::AsyncBufReadExt;
-        let script = stub_dir().join("paperclip-server");
-        let mut process = tokio::process::Command::new(script)
-            .args(["--port", "0"])
-            .args(args)
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let stdout = process.stdout.take().unwrap();
-        let mut line = String::new();
-        tokio::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .await
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("the app stand-in said {line:?}"));
-        AppServer {
-            port,
-            _process: process,
-        }
-    }
-
-    /// Like [`Harness::serve_app_exec`], and forwards the pods' port 3100 to `server`.
-    pub async fn serve_app_exec_with_server(
-        &self,
-        namespace: &str,
-        home: &Path,
-        server: &AppServer,
-    ) -> AppExec {
-        self.serve_app(namespace, home, Some(server.port)).await
-    }
-
-    async fn serve_app(&self, namespace: &str, home: &Path, http_port: Option<u16>) -> AppExec {
-        std::fs::create_dir_all(home).unwrap();
-        std::os::unix::fs::chown(home, Some(1000), Some(1000)).unwrap();
+    /// Starts serving the app pods that appear in `namespace`, answering health with `health`.
+    pub async fn kwok_app(&self, namespace: &str, health: Health) -> KwokApp {
+        let home = tempfile::tempdir().unwrap();
+        onboarded_home(&home.path().join("paperclip"));
+        let workspace = tempfile::tempdir().unwrap();
+        server_package(workspace.path());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let responder = tokio::spawn(respond(listener, health));
         let client = self.client().await;
-        let stub_path = format!("{}:/usr/local/bin:/usr/bin:/bin", stub_dir().display());
+        let home_path = home.path().join("paperclip").display().to_string();
+        let workdir = workspace.path().to_path_buf();
         let namespace = namespace.to_string();
-        let home_text = home.display().to_string();
-        let database_url = format!(
-            "postgres://{}:{}@{}:{}/{}",
-            self.var("HARNESS_PG_USER"),
-            self.var("HARNESS_PG_PASSWORD"),
-            self.var("HARNESS_PG_HOST"),
-            self.var("HARNESS_PG_PORT"),
-            self.var("HARNESS_PG_DATABASE")
-        );
-        let task = tokio::spawn(async move {
+        let watch = tokio::spawn(async move {
             let pods = Api::<Pod>::namespaced(client.clone(), &namespace);
             let selector =
                 "app.kubernetes.io/component=app,app.kubernetes.io/managed-by=paperclipctl";
@@ -134,150 +126,218 @@ impl Harness {
                 {
                     continue;
                 }
-                let mut envs = container_env(&pod, &database_url);
-                envs.push(("PAPERCLIP_HOME".into(), home_text.clone()));
-                envs.push(("PATH".into(), stub_path.clone()));
-                create_exec(&client, &namespace, &name, &envs).await;
-                wait_until_served(&pods, &name, &home_text).await;
-                if let Some(port) = http_port {
-                    create_port_forward(&client, &namespace, &name, port).await;
-                    wait_until_forwarded(&pods, &name, port).await;
-                }
+                let mut envs = container_env(&pod);
+                envs.push(("PAPERCLIP_HOME".into(), home_path.clone()));
+                envs.push(("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()));
+                let envs: Vec<_> = envs
+                    .iter()
+                    .map(|(k, v)| json!({"name": k, "value": v}))
+                    .collect();
+                let exec = json!({"execs": [{"local": {
+                    "workDir": workdir,
+                    "envs": envs,
+                    "securityContext": {"runAsUser": 1000, "runAsGroup": 1000},
+                }}]});
+                create(&client, &namespace, "Exec", "execs", &name, exec).await;
+                let forward = json!({"forwards": [{
+                    "ports": [3100], "target": {"address": "127.0.0.1", "port": port},
+                }]});
+                create(
+                    &client,
+                    &namespace,
+                    "PortForward",
+                    "portforwards",
+                    &name,
+                    forward,
+                )
+                .await;
+                wait_until_served(&pods, &name, &workdir, port).await;
                 let patch = json!({"metadata": {"annotations": {EXEC_READY: "true"}}});
                 pods.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await
                     .unwrap();
             }
         });
-        AppExec { task }
+        KwokApp {
+            home,
+            _workspace: workspace,
+            watch,
+            responder,
+        }
     }
 }
 
-/// The stand-ins of this checkout.
-fn stub_dir() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/harness/app-stub")
-}
-
-/// The app container's variables that have a plain value, as exec into it sees them; DATABASE_URL
-/// (which the kubelet would expand from the password Secret) names the harness's PostgreSQL.
-fn container_env(pod: &Pod, database_url: &str) -> Vec<(String, String)> {
-    let container = pod
-        .spec
+/// The app container's variables that have a plain value, as exec into it sees them (those the
+/// kubelet would fill from Secrets are left out: nothing here reads them).
+fn container_env(pod: &Pod) -> Vec<(String, String)> {
+    pod.spec
         .iter()
         .flat_map(|s| &s.containers)
-        .find(|c| c.name == "paperclip");
-    container
-        .iter()
+        .filter(|c| c.name == "paperclip")
         .flat_map(|c| c.env.iter().flatten())
-        .filter_map(|e| match (e.name.as_str(), &e.value) {
-            ("DATABASE_URL", _) => Some((e.name.clone(), database_url.to_string())),
-            (_, Some(value)) if !value.contains("$(") => Some((e.name.clone(), value.clone())),
+        .filter_map(|e| match &e.value {
+            Some(value) if !value.contains("$(") => Some((e.name.clone(), value.clone())),
             _ => None,
         })
         .collect()
 }
 
-async fn create_exec(client: &kube::Client, namespace: &str, pod: &str, envs: &[(String, String)]) {
-    let gvk = GroupVersionKind::gvk("kwok.x-k8s.io", "v1alpha1", "Exec");
-    let resource = ApiResource::from_gvk_with_plural(&gvk, "execs");
-    let exec: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "kwok.x-k8s.io/v1alpha1",
-        "kind": "Exec",
-        "metadata": {"name": pod, "namespace": namespace},
-        "spec": {"execs": [{"local": {
-            "workDir": stub_dir().join("app"),
-            "envs": envs.iter().map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>(),
-            "securityContext": {"runAsUser": 1000, "runAsGroup": 1000},
-        }}]},
-    }))
+/// An instance as upstream's onboarding leaves it, owned by the app's uid.
+fn onboarded_home(home: &Path) {
+    let instance = home.join("instances/default");
+    std::fs::create_dir_all(instance.join("secrets")).unwrap();
+    std::fs::write(instance.join("config.json"), b"{}").unwrap();
+    std::fs::write(
+        instance.join(".env"),
+        b"PAPERCLIP_AGENT_JWT_SECRET=kwok\nPAPERCLIP_TOOL_ACTION_SIGNING_SECRET=kwok\n",
+    )
     .unwrap();
-    Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &resource)
-        .create(&PostParams::default(), &exec)
-        .await
-        .unwrap();
+    std::fs::write(instance.join("secrets/master.key"), b"kwok-master-key\n").unwrap();
+    for entry in walk(home) {
+        std::os::unix::fs::chown(&entry, Some(1000), Some(1000)).unwrap();
+    }
 }
 
-/// Polls (with a deadline) until KWOK runs exec into `pod` with the new environment.
-async fn wait_until_served(pods: &Api<Pod>, pod: &str, home: &str) {
+/// `dir` and everything below it.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut found = vec![dir.to_path_buf()];
+    if dir.is_dir() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            found.extend(walk(&entry.unwrap().path()));
+        }
+    }
+    found
+}
+
+/// The server package where the image has it, with the version module upstream's server
+/// reports from (`dist/version.js`).
+fn server_package(workspace: &Path) {
+    let package = workspace.join("node_modules/@paperclipai/server");
+    std::fs::create_dir_all(package.join("dist")).unwrap();
+    std::fs::write(
+        package.join("package.json"),
+        json!({"name": "@paperclipai/server", "version": VERSION, "type": "module"}).to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        package.join("dist/version.js"),
+        format!("export const serverVersion = \"{VERSION}\";\n"),
+    )
+    .unwrap();
+}
+
+/// Answers every request on `listener` with `health`'s answer, and names the port it listens
+/// on in `x-kwok-app-port`, so the fixture sees when a port-forward reaches it.
+async fn respond(listener: tokio::net::TcpListener, health: Health) {
+    let port = listener.local_addr().unwrap().port();
+    let (status, body) = health.answer();
+    let body = body.to_string();
+    let reason = if status == 200 {
+        "OK"
+    } else {
+        "Service Unavailable"
+    };
+    let answer = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json; charset=utf-8\r\n\
+         content-length: {}\r\nx-kwok-app-port: {port}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    while let Ok((mut stream, _)) = listener.accept().await {
+        let answer = answer.clone();
+        tokio::spawn(async move {
+            // The request's head ends with an empty line; its content does not matter.
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf).await {
+                    Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+                    _ => return,
+                }
+            }
+            let _ = stream.write_all(answer.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}
+
+async fn create(
+    client: &kube::Client,
+    namespace: &str,
+    kind: &str,
+    plural: &str,
+    pod: &str,
+    spec: serde_json::Value,
+) {
+    let gvk = GroupVersionKind::gvk("kwok.x-k8s.io", "v1alpha1", kind);
+    let object: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": kind,
+        "metadata": {"name": pod, "namespace": namespace},
+        "spec": spec,
+    }))
+    .unwrap();
+    Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        namespace,
+        &ApiResource::from_gvk_with_plural(&gvk, plural),
+    )
+    .create(&PostParams::default(), &object)
+    .await
+    .unwrap();
+}
+
+/// Polls (with a deadline) until KWOK runs exec into `pod` in `workdir` and forwards its port
+/// 3100 to the responder on `port`.
+async fn wait_until_served(pods: &Api<Pod>, pod: &str, workdir: &Path, port: u16) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !(exec_served(pods, pod, workdir).await && forwarded(pods, pod, port).await) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "KWOK never served exec and port 3100 of {pod}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn exec_served(pods: &Api<Pod>, pod: &str, workdir: &Path) -> bool {
     let params = AttachParams::default()
         .container("paperclip")
         .stdout(true)
         .stderr(false);
-    loop {
-        if let Ok(mut process) = pods
-            .exec(pod, ["printenv", "PAPERCLIP_HOME"], &params)
-            .await
-        {
-            let mut out = String::new();
-            if let Some(mut stdout) = process.stdout() {
-                let _ = stdout.read_to_string(&mut out).await;
-            }
-            let _ = process.join().await;
-            if out.trim() == home {
-                return;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "KWOK never served the Exec for {pod}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let Ok(mut process) = pods.exec(pod, ["pwd"], &params).await else {
+        return false;
+    };
+    let mut out = String::new();
+    if let Some(mut stdout) = process.stdout() {
+        let _ = stdout.read_to_string(&mut out).await;
     }
+    let _ = process.join().await;
+    Path::new(out.trim()) == workdir
 }
 
-/// A PortForward named after `pod`, which KWOK prefers to the harness's ClusterPortForward.
-async fn create_port_forward(client: &kube::Client, namespace: &str, pod: &str, port: u16) {
-    let gvk = GroupVersionKind::gvk("kwok.x-k8s.io", "v1alpha1", "PortForward");
-    let resource = ApiResource::from_gvk_with_plural(&gvk, "portforwards");
-    let forward: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "kwok.x-k8s.io/v1alpha1",
-        "kind": "PortForward",
-        "metadata": {"name": pod, "namespace": namespace},
-        "spec": {"forwards": [{"ports": [3100], "target": {"address": "127.0.0.1", "port": port}}]},
-    }))
-    .unwrap();
-    Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &resource)
-        .create(&PostParams::default(), &forward)
+async fn forwarded(pods: &Api<Pod>, pod: &str, port: u16) -> bool {
+    let Ok(mut forwarder) = pods.portforward(pod, &[3100]).await else {
+        return false;
+    };
+    let Some(mut stream) = forwarder.take_stream(3100) else {
+        return false;
+    };
+    let mut head = Vec::new();
+    if stream
+        .write_all(b"GET /api/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
-        .unwrap();
-}
-
-/// Polls (with a deadline) until port 3100 of `pod` reaches the stand-in on `port`, which names
-/// its port in every answer.
-async fn wait_until_forwarded(pods: &Api<Pod>, pod: &str, port: u16) {
-    use tokio::io::AsyncWriteExt;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let expected = format!("x-stand-in-port: {port}\r\n");
-    loop {
-        if let Ok(mut forwarder) = pods.portforward(pod, &[3100]).await
-            && let Some(mut stream) = forwarder.take_stream(3100)
-        {
-            let request = b"GET /api/health HTTP/1.1\r\nHost: localhost\r\n\r\n";
-            let mut head = Vec::new();
-            if stream.write_all(request).await.is_ok() {
-                let mut buf = [0u8; 1024];
-                // The headers end with an empty line; the body is not needed.
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await
-                    {
-                        Ok(Ok(n)) if n > 0 => head.extend_from_slice(&buf[..n]),
-                        _ => break,
-                    }
-                }
-            }
-            forwarder.abort();
-            if String::from_utf8_lossy(&head)
-                .to_ascii_lowercase()
-                .contains(&expected)
-            {
-                return;
+        .is_ok()
+    {
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => head.extend_from_slice(&buf[..n]),
+                _ => break,
             }
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "KWOK never forwarded port 3100 of {pod} to the stand-in on {port}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    forwarder.abort();
+    String::from_utf8_lossy(&head)
+        .to_ascii_lowercase()
+        .contains(&format!("x-kwok-app-port: {port}\r\n"))
 }

@@ -1,9 +1,7 @@
 //! The real services of the harness answer the way their clients expect: PostgreSQL, sshd, the
-//! registry with podman's Docker API in front of it, and the upstream-CLI stand-in.
+//! registry with podman's Docker API in front of it.
 
 use std::future::Future;
-use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::Docker;
@@ -209,90 +207,5 @@ async fn fixture_indexes_list_exactly_their_platforms() {
         matches!(manifest, OciManifest::Image(_)),
         "{} is an index",
         images.single_manifest
-    );
-}
-
-#[tokio::test]
-async fn cli_stand_in_onboard_writes_its_files_and_keeps_serving() {
-    let stub = Path::new(Harness::shared().var("HARNESS_APP_STUB_DIR"));
-    let home = tempfile::tempdir().unwrap();
-    let instance = home.path().join("instances/default");
-
-    // Like upstream, `onboard --yes` starts the server after writing its files and blocks.
-    let mut onboard = Command::new(stub.join("pnpm"))
-        .args(["paperclipai", "onboard", "--yes"])
-        .env("PAPERCLIP_HOME", home.path())
-        .env_remove("PAPERCLIP_AGENT_JWT_SECRET")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the stand-in");
-    eventually(Duration::from_secs(20), "onboard files", || async {
-        for file in ["config.json", ".env", "secrets/master.key"] {
-            if !instance.join(file).exists() {
-                return Err(format!("{file} not written yet"));
-            }
-        }
-        Ok(())
-    })
-    .await;
-    assert!(
-        onboard.try_wait().unwrap().is_none(),
-        "onboard --yes returned instead of serving"
-    );
-    onboard.kill().await.unwrap();
-
-    let env = std::fs::read_to_string(instance.join(".env")).unwrap();
-    assert!(
-        env.lines()
-            .any(|l| l.starts_with("PAPERCLIP_AGENT_JWT_SECRET=") && l.len() > 40)
-    );
-    let calls = std::fs::read_to_string(home.path().join("calls.log")).unwrap();
-    let call: serde_json::Value = serde_json::from_str(calls.lines().next().unwrap()).unwrap();
-    assert_eq!(call["argv"], serde_json::json!(["onboard", "--yes"]));
-
-    // The default quickstart is local_trusted, where no bootstrap invite exists.
-    let out = Command::new(stub.join("paperclipai"))
-        .args(["auth", "bootstrap-ceo"])
-        .env("PAPERCLIP_HOME", home.path())
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success(), "upstream exits 0 here too");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!stdout.contains("Invite URL:"), "{stdout}");
-}
-
-#[tokio::test]
-async fn cli_stand_in_prints_the_bootstrap_invite_in_authenticated_mode() {
-    let stub = Path::new(Harness::shared().var("HARNESS_APP_STUB_DIR"));
-    let home = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(home.path().join("instances/default")).unwrap();
-    std::fs::write(
-        home.path().join("instances/default/config.json"),
-        serde_json::json!({
-            "database": { "mode": "postgres", "connectionString": "postgres://db/paperclip" },
-            "server": { "deploymentMode": "authenticated", "host": "0.0.0.0", "port": 3100 },
-            "auth": { "baseUrlMode": "auto" },
-        })
-        .to_string(),
-    )
-    .unwrap();
-
-    let out = Command::new(stub.join("paperclipai"))
-        .args(["auth", "bootstrap-ceo"])
-        .env("PAPERCLIP_HOME", home.path())
-        .env("PAPERCLIP_PUBLIC_URL", "http://paperclip.test:3100/")
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let url = stdout
-        .lines()
-        .find_map(|l| l.split_once("Invite URL: ").map(|(_, url)| url.trim()))
-        .unwrap_or_else(|| panic!("no invite URL in: {stdout}"));
-    assert!(
-        url.starts_with("http://paperclip.test:3100/invite/pcp_bootstrap_"),
-        "{url}"
     );
 }
