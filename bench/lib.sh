@@ -2,8 +2,8 @@
 # Shared steps of the bench scripts (bench/*.sh). Sourced, never executed. Each bench brings a
 # frank release up on the running test harness the way the integration tests do: the binary
 # under test, a registry fixture for every image, an Infisical project of the run's own, a
-# namespace holding the store's credentials, the tests' profile overrides, and a stand-in for
-# the harness's app-pod fixture. What a bench then measures stays in its own script.
+# namespace holding the store's credentials, the tests' profile overrides, and what the tests'
+# KWOK app fixture gives app pods. What a bench then measures stays in its own script.
 #
 # Sourcing it starts the harness when its environment is missing, sets
 #   root    the repository
@@ -22,7 +22,7 @@ fi
 
 run_id=$(date +%s)-$$
 work=$(mktemp -d)
-# The app stand-in runs as uid 1000 in data directories below it.
+# Exec into app pods runs as uid 1000 in data directories below it.
 chmod 755 "$work"
 gates=()
 # on_exit: the EXIT trap. The gates go first, so none acts on a namespace the cleanup deletes.
@@ -115,24 +115,35 @@ sets() {
   for v in "${values[@]}"; do printf -- '--set\n%s\n' "$v"; done
 }
 
-# start_gate NAMESPACE HOME: what the harness's test fixture does for app pods, in the background
-# (the EXIT trap stops it). KWOK runs exec on this machine and holds app pods back from Ready until
-# they carry the exec-ready annotation; each new app pod gets an Exec named after it (the
-# upstream-CLI stand-in with HOME as its data directory, as uid 1000), and the annotation once
-# KWOK serves that Exec. HOME is made here, before the loop starts, so the bench may write to it.
+# start_gate NAMESPACE HOME: what the integration tests' KWOK app fixture
+# (tests/integration/harness/apps.rs) does for app pods, in the background (the EXIT trap stops
+# it). KWOK runs exec on this machine and holds app pods back from Ready until they carry the
+# exec-ready annotation; each new app pod gets an Exec named after it (HOME as its data
+# directory, holding an onboarded instance, so onboarding has nothing to do; as uid 1000) and a
+# PortForward (3100 to a file server whose api/health is a healthy instance's answer, the shell's
+# ports to the harness's sshd), and the annotation once KWOK serves that Exec. HOME is made
+# here, before the loop starts, so the bench may write to it.
 start_gate() {
-  mkdir -p "$2"
+  local instance=$2/instances/default health=$work/health-$1 port
+  mkdir -p "$instance/secrets" "$health/api"
+  echo '{}' >"$instance/config.json"
+  printf 'PAPERCLIP_AGENT_JWT_SECRET=bench\nPAPERCLIP_TOOL_ACTION_SIGNING_SECRET=bench\n' >"$instance/.env"
+  head -c 32 /dev/urandom | base64 >"$instance/secrets/master.key"
   chmod 755 "$(dirname "$2")"
-  chown 1000:1000 "$2"
-  gate "$1" "$2" &
+  chown -R 1000:1000 "$2"
+  printf '%s' '{"status":"ok","deploymentMode":"authenticated","deploymentExposure":"private","commit":null,"bootstrapStatus":"bootstrap_pending","bootstrapInviteActive":true}' \
+    >"$health/api/health"
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  python3 -m http.server --bind 127.0.0.1 --directory "$health" "$port" >/dev/null 2>&1 &
+  gates+=($!)
+  gate "$1" "$2" "$port" &
   gates+=($!)
 }
 
-# gate NAMESPACE HOME: the loop behind start_gate.
+# gate NAMESPACE HOME HEALTH_PORT: the loop behind start_gate.
 gate() {
-  local ns=$1 home=$2
+  local ns=$1 home=$2 health_port=$3
   local selector=app.kubernetes.io/component=app,app.kubernetes.io/managed-by=paperclipctl
-  local db_url="postgres://$HARNESS_PG_USER:$HARNESS_PG_PASSWORD@$HARNESS_PG_HOST:$HARNESS_PG_PORT/$HARNESS_PG_DATABASE"
   local pod ready
   while true; do
     while read -r pod ready; do
@@ -147,10 +158,18 @@ spec:
       workDir: $home
       envs:
       - {name: PAPERCLIP_HOME, value: "$home"}
-      - {name: PATH, value: "$HARNESS_APP_STUB_DIR:/usr/local/bin:/usr/bin:/bin"}
-      - {name: DATABASE_URL, value: "$db_url"}
-      - {name: PAPERCLIP_PUBLIC_URL, value: "http://192.168.55.212:3100"}
+      - {name: PATH, value: "/usr/local/bin:/usr/bin:/bin"}
       securityContext: {runAsUser: 1000, runAsGroup: 1000}
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: PortForward
+metadata: {name: $pod, namespace: $ns}
+spec:
+  forwards:
+  - ports: [3100]
+    target: {address: 127.0.0.1, port: $health_port}
+  - ports: [2222, 22]
+    target: {address: 127.0.0.1, port: $HARNESS_SSHD_PORT}
 EOF
       local deadline=$((SECONDS + 30))
       until [[ $(kubectl exec -n "$ns" "$pod" -c paperclip -- printenv PAPERCLIP_HOME 2>/dev/null) == "$home" ]]; do

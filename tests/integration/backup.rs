@@ -347,7 +347,8 @@ async fn backup_and_restore_bring_back_rows_and_the_master_key_and_refuse_a_tamp
     .await;
     let tables = real_psql(
         ns,
-        "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+        "SELECT count(*) FROM information_schema.tables \
+         WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
     )
     .await;
     let key = "/paperclip/instances/default/secrets/master.key";

@@ -1,5 +1,12 @@
-//! `paperclipctl install` against the harness: a real API server, real External Secrets syncing
-//! from the Infisical double, KWOK pods, and the upstream-CLI stand-in for onboarding.
+//! `paperclipctl install` against the harness: a real API server and real External Secrets
+//! syncing from the Infisical double. The fresh install runs the real Paperclip on the real node
+//! (onboarding, its invite, its health, the shell sidecar).
+//!
+//! The failures run on KWOK's nodes, because only KWOK can stage them on demand: the kubelet
+//! states of the harness's pod-failures stage (crash loop, OOM kill, pull and config errors), a
+//! volume that cannot attach, a server that has lost its database; the refusals before anything
+//! runs (lock, missing secret, preflight) need no pod at all. Their app pods get the harness's
+//! least app (`harness::apps`).
 
 use std::collections::BTreeMap;
 use std::process::Output;

@@ -3,6 +3,11 @@
 //! and a consent, restore while another run holds the lock, lose the instance's key when the
 //! load fails, leave the app scaled to zero, run psql meta-commands from an archive, print row
 //! data, or keep writing after another run took the lock over.
+//!
+//! These run on KWOK's nodes with the harness's least app (`harness::apps`): each failure is
+//! staged around paperclipctl (a pod held back from stopping, a lock taken over mid-restore, a
+//! forged archive, a planted pod), and none needs Paperclip's own behaviour. The round trip of a
+//! real instance through `backup` and `restore` runs on the real node (`backup.rs`).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,11 @@
 //! The shell sidecar's image on the harness: install pins it to the digest the registry serves,
 //! a bare repository means the content-tagged image `image push` builds, and a private image's
 //! login comes from Infisical through an ExternalSecret.
+//!
+//! These run on KWOK's nodes with the harness's least app (`harness::apps`): they check the
+//! image references and pull secrets the Deployment is given, and KWOK pulls nothing, so a tiny
+//! image pushed by the test stands for the sidecar. The real sidecar image runs on the real node
+//! in `install.rs`'s fresh install.
 
 use base64::Engine as _;
 use bollard::query_parameters::TagImageOptionsBuilder;

@@ -1,6 +1,9 @@
 //! `paperclipctl ssh` against the harness: the port-forward route reaches a real sshd (the
 //! harness forwards pod port 2222 to it), the printed config works with plain ssh, and writing it
 //! into `~/.ssh/config` keeps every other host.
+//!
+//! These run on KWOK's nodes with the harness's least app (`harness::apps`): the shell pod's
+//! port 2222 is forwarded to the harness's sshd, and nothing of Paperclip is involved.
 
 use std::path::Path;
 use std::process::Output;

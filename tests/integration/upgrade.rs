@@ -1,7 +1,14 @@
-//! `paperclipctl upgrade` and `rollback` after a real install on the harness: a crash-looping
+//! `paperclipctl upgrade` and `rollback` after an install on the harness: a crash-looping
 //! target rolls back by itself and leaves its crash logs in a diagnostics file, a target of the
-//! wrong platform is refused before anything changes, and a good target is backed up, applied,
-//! recorded and rolled back on request.
+//! wrong platform or without a possible backup is refused before anything changes, and a good
+//! target is backed up, applied, recorded and rolled back on request.
+//!
+//! The refusals start from the real Paperclip on the real node (its volume, its node's
+//! platform). The crash loop and the good target run on KWOK's nodes with the harness's least
+//! app (`harness::apps`): KWOK's pod-failures stage plays the crash loop with its restart count
+//! and logs on demand, and the good target's images are the harness registry's fixtures, which
+//! only KWOK "runs". The real upgrade between two Paperclip releases, with their migrations, and
+//! the real rollback are the journey's (`journey.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -8,7 +8,8 @@
 //!   an onboarded instance already (`config.json`, `.env`, the master key), so onboarding finds
 //!   nothing to do; the workdir is a workspace holding only the server package's version;
 //! - port 3100, forwarded by a namespaced `PortForward` to a responder of the test's own that
-//!   answers `GET /api/health` with the one answer the test stages ([`Health`]).
+//!   answers `GET /api/health` with the one answer the test stages ([`Health`]); the shell
+//!   sidecar's port 2222 still reaches the harness's sshd.
 //!
 //! KWOK picks exec targets by pod name, known only once the pod exists, so the harness holds
 //! such pods back from Ready until they carry [`EXEC_READY`], which this fixture sets once KWOK
@@ -101,6 +102,7 @@ impl Harness {
         let responder = tokio::spawn(respond(listener, health));
         let client = self.client().await;
         let home_path = home.path().join("paperclip").display().to_string();
+        let sshd_port: u16 = self.var("HARNESS_SSHD_PORT").parse().unwrap();
         let workdir = workspace.path().to_path_buf();
         let namespace = namespace.to_string();
         let watch = tokio::spawn(async move {
@@ -139,9 +141,12 @@ impl Harness {
                     "securityContext": {"runAsUser": 1000, "runAsGroup": 1000},
                 }}]});
                 create(&client, &namespace, "Exec", "execs", &name, exec).await;
-                let forward = json!({"forwards": [{
-                    "ports": [3100], "target": {"address": "127.0.0.1", "port": port},
-                }]});
+                // The pod's own PortForward replaces the harness's defaults for it: the shell
+                // sidecar's ports keep going to the harness's sshd.
+                let forward = json!({"forwards": [
+                    {"ports": [3100], "target": {"address": "127.0.0.1", "port": port}},
+                    {"ports": [2222, 22], "target": {"address": "127.0.0.1", "port": sshd_port}},
+                ]});
                 create(
                     &client,
                     &namespace,
