@@ -147,6 +147,34 @@ impl Drop for Slot {
     }
 }
 
+/// Polls (with a deadline) until `paperclipctl status` says the app of the release in
+/// `namespace` is healthy and done with its startup recovery: a real server that just
+/// (re)started answers `starting` for a few seconds, longer on a loaded machine.
+pub async fn settled(namespace: &str) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_paperclipctl"))
+            .args(["status", "-n", namespace, "-o", "json"])
+            .env("KUBECONFIG", Harness::shared().var("KUBECONFIG"))
+            .env("NO_COLOR", "1")
+            .output()
+            .await
+            .unwrap();
+        let document: serde_json::Value =
+            serde_json::from_slice(&status.stdout).unwrap_or_default();
+        if document["health"]["status"] == "ok" && document["health"]["databaseReachable"] == true {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the app in {namespace} did not settle: {}\n{}",
+            String::from_utf8_lossy(&status.stdout),
+            String::from_utf8_lossy(&status.stderr)
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
 /// The running (not terminating) app pod of the release in `namespace`.
 pub async fn app_pod(namespace: &str) -> Pod {
     Api::<Pod>::namespaced(Harness::shared().client().await, namespace)
