@@ -4,9 +4,6 @@
 #   sshd            what the shell sidecar offers users (127.0.0.1:$HARNESS_SSHD_PORT)
 #   registry        Distribution 2.8, where built images are pushed (127.0.0.1:$HARNESS_REGISTRY_PORT)
 #   podman          a Docker Engine API on a unix socket, for image builds and pushes
-#   app stub        stand-ins for the upstream CLI (`pnpm paperclipai …`), see app-stub/, and for
-#                   the app's HTTP endpoint (127.0.0.1:$HARNESS_APP_HTTP_PORT), which the cluster
-#                   forwards pod port 3100 to
 # Sourced by `up`/`down`, which call services_up and services_down.
 
 services_up() {
@@ -14,12 +11,12 @@ services_up() {
   services_sshd_up
   services_registry_up
   services_podman_up
-  services_app_stub_up
 }
 
 # Reverse order of services_up; every step is a no-op when its service is not running.
 services_down() {
-  services_app_stub_down
+  # A harness started by an earlier checkout ran an HTTP stand-in for the app.
+  stop_daemon app-http
   services_podman_down
   services_registry_down
   services_sshd_down
@@ -249,22 +246,3 @@ EOF
 }
 
 services_podman_down() { stop_daemon podman; }
-
-# --- upstream CLI and server stand-ins ---------------------------------------------------------
-# app-stub/ holds `paperclipai` and `pnpm`, which tests place where the app container would run
-# them, and `paperclip-server`, the app's /api/health as a freshly onboarded authenticated
-# instance answers it. They only need python3.
-
-services_app_stub_up() {
-  apt_ensure python3-minimal
-  harness_env HARNESS_APP_STUB_DIR "$HARNESS_DIR/app-stub"
-  local port
-  port=$(services_port HARNESS_APP_HTTP_PORT 53100)
-  services_claim_port app-http "$port" HARNESS_APP_HTTP_PORT
-  start_daemon app-http python3 "$HARNESS_DIR/app-stub/paperclip-server" --port "$port"
-  wait_until 30 "the app stand-in on 127.0.0.1:$port" \
-    curl -fsS -H 'Host: localhost' "http://127.0.0.1:$port/api/health"
-  harness_env HARNESS_APP_HTTP_PORT "$port"
-}
-
-services_app_stub_down() { stop_daemon app-http; }

@@ -14,8 +14,8 @@ CLUSTER_NAME=paperclipctl
 export KWOK_WORKDIR=$HARNESS_STATE/kwok
 
 cluster_up() {
-  # tmux: the guided-install tests answer prompts in a real terminal.
-  apt_ensure jq tmux
+  # tmux: the guided-install tests answer prompts in a real terminal; python3 picks free ports.
+  apt_ensure jq tmux python3-minimal
   cluster_build
   cluster_control_plane_up
   cluster_stages_up
@@ -142,8 +142,6 @@ cluster_control_plane_up() {
 
   # Every binary is given explicitly so kwokctl never downloads one. The CRDs let tests (and
   # this script) define stages and exec/port-forward/logs targets as API objects.
-  # kwok's exec runs commands on this host: the app stub directory goes first on PATH here
-  # because kwok resolves a command's name with its own PATH, not the target's.
   cat >"$HARNESS_STATE/kwokctl.yaml" <<EOF
 apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokctlConfiguration
@@ -184,8 +182,7 @@ componentsPatches:
 EOF
   echo "$CLUSTER_BIN" >"$HARNESS_STATE/cluster-bin"
   harness_log "creating the cluster (kube-apiserver $CLUSTER_K8S_VERSION, kwok $CLUSTER_KWOK_VERSION)"
-  PATH=${HARNESS_APP_STUB_DIR:+$HARNESS_APP_STUB_DIR:}$PATH \
-    "$CLUSTER_BIN/kwokctl" --name "$CLUSTER_NAME" create cluster \
+  "$CLUSTER_BIN/kwokctl" --name "$CLUSTER_NAME" create cluster \
     --config "$HARNESS_STATE/kwokctl.yaml" --kubeconfig "$HARNESS_STATE/kubeconfig" \
     --wait 2m >>"$HARNESS_STATE/logs/kwokctl.log" 2>&1 ||
     harness_die "kwokctl create cluster failed: see $HARNESS_STATE/logs/kwokctl.log"
@@ -220,10 +217,10 @@ cluster_stages_up() {
     "$dir"/p*-*.yaml
   grep -q "in \['longhorn', 'standard'\]" "$dir/pvc-provision.yaml" ||
     harness_die "KWOK's volume stages changed shape: their storage class selector was not rewritten"
-  # A paperclipctl release's app pod stays unready until its test has set up exec for it (KWOK
-  # picks exec targets by pod name, known only once the pod exists): the test fixture
-  # (tests/integration/harness/apps.rs) annotates the pod when KWOK serves its Exec, so an
-  # install never reaches onboarding before the pod can be exec'd into.
+  # A paperclipctl release's app pod stays unready until its test has set up exec and port 3100
+  # for it (KWOK picks their targets by pod name, known only once the pod exists): the test
+  # fixture (tests/integration/harness/apps.rs) annotates the pod when KWOK serves both, so an
+  # install never reads the app before it can; a pod no fixture serves never becomes ready.
   sed -i "/^    matchExpressions:$/a\\
     - key: '(.metadata.labels[\"app.kubernetes.io/managed-by\"] == \"paperclipctl\") and (.metadata.labels[\"app.kubernetes.io/component\"] == \"app\") and (.metadata.annotations[\"harness.paperclipctl.io/exec-ready\"] == null)'\\
       operator: 'NotIn'\\
@@ -317,11 +314,10 @@ cluster_nodes_up() {
 # So the defaults below match every pod and give each one the union of what the product's pods
 # offer, which is deterministic for pods that do not exist yet:
 #   database pods   psql/pg_dump reach the local PostgreSQL through PG* variables
-#   app pods        `pnpm paperclipai …` is the app stub (its directory leads kwok's PATH)
 #   shell pods      port 2222 (sshd) is the local sshd
-#   app pods        port 3100 is the app's HTTP stand-in (app-stub/paperclip-server)
-# A test that needs something else for one pod creates an Exec/PortForward named after that pod
-# in the pod's namespace.
+# An app pod's exec and port 3100 are its test's own (tests/integration/harness/apps.rs): a test
+# that needs something for one pod creates an Exec/PortForward named after that pod in the
+# pod's namespace.
 
 cluster_debugging_up() {
   local logs=$HARNESS_STATE/pod.log previous=$HARNESS_STATE/pod-previous.log
@@ -347,7 +343,7 @@ spec:
       - {name: PGUSER, value: "${HARNESS_PG_USER:-}"}
       - {name: PGPASSWORD, value: "${HARNESS_PG_PASSWORD:-}"}
       - {name: PGDATABASE, value: "${HARNESS_PG_DATABASE:-}"}
-      - {name: PATH, value: "${HARNESS_APP_STUB_DIR:+$HARNESS_APP_STUB_DIR:}$PATH"}
+      - {name: PATH, value: "$PATH"}
 ---
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: ClusterPortForward
@@ -359,8 +355,6 @@ spec:
     target: {address: 127.0.0.1, port: ${HARNESS_SSHD_PORT:-22}}
   - ports: [5432]
     target: {address: 127.0.0.1, port: ${HARNESS_PG_PORT:-5432}}
-  - ports: [3100]
-    target: {address: 127.0.0.1, port: ${HARNESS_APP_HTTP_PORT:-3100}}
 ---
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: ClusterLogs
