@@ -508,6 +508,8 @@ async fn both_database_flavours_run_the_real_app_on_the_real_node() {
             .await,
             &format!("install with the {flavor} database"),
         );
+        // The app just restarted after onboarding: its startup recovery may still run.
+        real::settled(&setup.namespace).await;
         let status = ok(
             &paperclipctl(&["status", "-n", &setup.namespace]).await,
             "status",
