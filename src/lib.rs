@@ -24,6 +24,7 @@ pub mod secrets;
 pub mod signal;
 pub mod ssh;
 pub mod status;
+pub mod transaction;
 pub mod ui;
 pub mod uninstall;
 pub mod upgrade;

@@ -6,7 +6,6 @@ use super::guided;
 use super::plan::{self as show, Planned};
 use crate::cli::{Global, InstallArgs, Output};
 use crate::cluster;
-use crate::cluster::lock::Lock;
 use crate::error::{Error, Result};
 use crate::health::Health;
 use crate::image;
@@ -22,6 +21,7 @@ use crate::render::Release;
 use crate::render::lint::Severity;
 use crate::render::{self, Object, eso, meta};
 use crate::secrets;
+use crate::transaction;
 use crate::ui::Ui;
 use crate::ui::progress::{Event, Progress};
 
@@ -45,7 +45,7 @@ pub fn run(global: &Global, args: &InstallArgs, ui: &Ui) -> Result<()> {
         let cluster = cluster::connect(global.kubeconfig.as_deref(), context.as_deref()).await?;
         progress.event(Event::Note(&format!("connected to {}", cluster.server)));
         // A run in progress must be refused before this one writes anything, Infisical included.
-        Lock::check_free(&cluster.client, &release.namespace).await?;
+        transaction::ensure_free(&cluster.client, &release.namespace).await?;
         let auth = registry_auth()?;
         // From here on the release is the one install applies: the sidecar pinned to a digest.
         let loaded = pin_shell(&cluster.client, &loaded, &auth, &progress).await?;

@@ -3,9 +3,10 @@
 
 use crate::backup::{self, restore::Target};
 use crate::cli::{Global, RestoreArgs};
-use crate::cluster::{self, lock::Lock};
+use crate::cluster;
 use crate::error::{Error, Result};
 use crate::render::{self, Object};
+use crate::transaction;
 use crate::ui::Ui;
 
 pub fn run(global: &Global, args: &RestoreArgs, ui: &Ui) -> Result<()> {
@@ -67,8 +68,7 @@ pub fn run(global: &Global, args: &RestoreArgs, ui: &Ui) -> Result<()> {
         ));
         confirm(global, ui, &place)?;
         let client = &cluster.client;
-        let lock = Lock::acquire(client, &namespace).await?;
-        let restored = async {
+        transaction::run(client, &namespace, async |_| {
             if args.no_safety_backup {
                 ui.note("no safety backup (--no-safety-backup): what is there now is replaced");
             } else {
@@ -100,10 +100,8 @@ pub fn run(global: &Global, args: &RestoreArgs, ui: &Ui) -> Result<()> {
                 timeout: args.timeout,
             };
             backup::restore(&target, &manifest, dir.path(), ui).await
-        }
-        .await;
-        lock.release().await;
-        restored?;
+        })
+        .await?;
         ui.print(&format!(
             "Restored {} into {place}: {} table(s) with the recorded row counts.\n",
             args.archive.display(),

@@ -11,6 +11,7 @@ use crate::install;
 use crate::release;
 use crate::rollback;
 use crate::status;
+use crate::transaction::{self, Action};
 use crate::ui::Ui;
 use crate::ui::progress::{Event, Progress};
 
@@ -66,19 +67,18 @@ pub fn run(global: &Global, args: &RollbackArgs, ui: &Ui) -> Result<()> {
             ))?;
             return Ok(());
         }
-        let (lock, _, values) = install::take_lock(client, profile, release, values).await?;
-        let prepared = (release.clone(), values);
         progress.event(Event::Step(&format!("rolling back to {heading}")));
-        let deployed = rollback::deploy(
-            client,
-            profile,
-            &prepared,
-            target.revision,
-            args.timeout,
-            &|e| progress.event(e),
-        )
+        let action = Action::Rollback {
+            to: target.revision,
+        };
+        let deployed = transaction::run_release(client, release, async |tx| {
+            tx.deploy(profile, release, action, args.timeout, &|e| {
+                progress.event(e)
+            })
+            .await?
+            .into_result()
+        })
         .await;
-        lock.release().await;
         progress.finish();
         let summary = deployed?;
         let text = match ui.output {

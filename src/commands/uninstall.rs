@@ -3,9 +3,9 @@
 
 use crate::cli::{Global, UninstallArgs};
 use crate::cluster;
-use crate::cluster::lock::Lock;
 use crate::error::{Error, Result};
 use crate::render;
+use crate::transaction;
 use crate::ui::Ui;
 use crate::ui::progress::{Event, Progress};
 use crate::uninstall::{self, Found, Inventory};
@@ -44,12 +44,13 @@ pub fn run(global: &Global, args: &UninstallArgs, ui: &Ui) -> Result<()> {
             progress.finish();
             return ui.print("nothing was deleted\n").map_err(Error::Output);
         }
-        let lock = Lock::acquire(client, &namespace).await?;
-        progress.event(Event::Step("deleting in reverse wave order"));
         let order: Vec<&Found> = found.to_delete(args.purge).collect();
-        let deleted = uninstall::delete(client, &order, args.timeout, &|e| progress.event(e)).await;
-        lock.release().await;
-        deleted?;
+        transaction::run(client, &namespace, async |_| {
+            progress.event(Event::Step("deleting in reverse wave order"));
+            uninstall::delete(client, &order, args.timeout, &|e| progress.event(e)).await
+        })
+        .await?;
+        // After the transaction: the lock's Lease lives in the namespace it may delete.
         let namespace_kept = match (args.purge, found.own_namespace) {
             (false, _) => None,
             (true, false) => Some(Err("paperclipctl did not create it".to_string())),

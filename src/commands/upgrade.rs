@@ -7,13 +7,13 @@ use crate::backup;
 use crate::cli::{Global, Output, UpgradeArgs};
 use crate::cluster;
 use crate::cluster::apply::Change;
-use crate::cluster::lock::Lock;
 use crate::error::{Error, Result};
 use crate::image;
-use crate::install::{self, Summary};
+use crate::install::{self, Generated, Summary};
 use crate::profile::types::ImageRef;
 use crate::release;
 use crate::render;
+use crate::transaction;
 use crate::ui::Ui;
 use crate::ui::progress::{Event, Progress};
 use crate::upgrade::{self, Outcome, Upgrade};
@@ -40,7 +40,7 @@ pub fn run(global: &Global, args: &UpgradeArgs, ui: &Ui) -> Result<()> {
         let history = release::history(client, &namespace).await?;
         // Checked before preflight: there must be a deployed revision to come back to.
         let previous = upgrade::rollback_point(&history, &namespace)?;
-        Lock::check_free(client, &namespace).await?;
+        transaction::ensure_free(client, &namespace).await?;
         let auth = installing::registry_auth()?;
         let loaded = installing::pin_shell(client, &loaded, &auth, &progress).await?;
         let checked = render::render(&loaded.profile);
@@ -78,7 +78,8 @@ pub fn run(global: &Global, args: &UpgradeArgs, ui: &Ui) -> Result<()> {
             (None, false) => Some(backup::new_archive_path(&namespace, Some("pre-upgrade"))?),
         };
         if args.dry_run {
-            let values = install::values(client, &profile, &release).await?;
+            let values =
+                install::values(client, &profile, &release, Generated::Placeholder).await?;
             let changes = install::changes(client, &release, &values).await?;
             progress.finish();
             let text = match ui.output {
