@@ -18,5 +18,6 @@ mod sidecar;
 mod smoke;
 mod ssh;
 mod status;
+mod transaction;
 mod uninstall;
 mod upgrade;
