@@ -10,7 +10,7 @@ pub mod exit {
     pub const OK: u8 = 0;
     /// The operation failed (I/O, output, or anything not the user's input).
     pub const FAILURE: u8 = 1;
-    /// Bad input: command line, profile file, `--set`.
+    /// Bad input: command line, profile file, `--set`, an image reference.
     pub const INVALID_INPUT: u8 = 2;
     /// The rendered release has blocking findings (lint errors).
     pub const LINT: u8 = 3;
@@ -18,7 +18,8 @@ pub mod exit {
     pub const CLUSTER: u8 = 4;
     /// A wait failed: an object did not become healthy (fail-fast condition or timeout).
     pub const NOT_HEALTHY: u8 = 5;
-    /// A preflight check failed; nothing was written.
+    /// A preflight check failed, or what it checks (the image offers the nodes' platform) turned
+    /// out false later, while pinning; nothing was written.
     pub const PREFLIGHT: u8 = 6;
     /// No release is installed in the namespace (no release record): nothing to report on.
     pub const NOT_INSTALLED: u8 = 7;
@@ -122,6 +123,10 @@ impl Error {
             Error::NotHealthy { .. } => exit::NOT_HEALTHY,
             Error::Preflight { .. } => exit::PREFLIGHT,
             Error::NotInstalled { .. } => exit::NOT_INSTALLED,
+            Error::Image(crate::image::ImageError::Input { .. }) => exit::INVALID_INPUT,
+            Error::Image(crate::image::ImageError::Cluster { .. }) => exit::CLUSTER,
+            // Found while pinning, after preflight passed: the same cause as preflight's check.
+            Error::Image(crate::image::ImageError::PlatformMismatch { .. }) => exit::PREFLIGHT,
             Error::Output(_) | Error::WriteFile { .. } | Error::Serialize(_) | Error::Image(_) => {
                 exit::FAILURE
             }
@@ -167,3 +172,29 @@ impl From<serde_yaml_ng::Error> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::ImageError;
+
+    #[test]
+    fn image_errors_exit_by_their_cause() {
+        let input = Error::Image(ImageError::Input {
+            message: "invalid image reference".into(),
+            help: Some("fix it".into()),
+        });
+        assert_eq!(input.exit_code(), exit::INVALID_INPUT);
+        let platform = Error::Image(ImageError::PlatformMismatch {
+            reference: "r/app:v1".into(),
+            found: vec![],
+            needed: vec![],
+        });
+        assert_eq!(platform.exit_code(), exit::PREFLIGHT);
+        let registry = Error::Image(ImageError::Registry {
+            reference: "r/app:v1".into(),
+            message: "timed out".into(),
+        });
+        assert_eq!(registry.exit_code(), exit::FAILURE);
+    }
+}

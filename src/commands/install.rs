@@ -371,13 +371,27 @@ pub fn plan(planned: &Planned) -> Plan {
         checks,
     } = planned;
     let profile = &loaded.profile;
+    let mut connect = Step::new("Connect to the cluster")
+        .line("use the kubeconfig context (--kubeconfig/--context, or in-cluster credentials)")
+        .line("stop when another run holds the release lock (looked at, not taken yet)");
+    if profile.shell.is_some() {
+        connect = connect.line("pin the shell image to the digest its registry serves");
+    }
     let mut steps = vec![
-        Step::new("Connect to the cluster")
-            .line("use the kubeconfig context (--kubeconfig/--context, or in-cluster credentials)")
-            .line("take the release lock (a Lease that expires if this run dies)"),
+        connect,
         Step::new("Preflight (stops before anything is written)")
             .lines(checks.iter().map(|c: &Check| format!("check {}", c.title))),
         secrets_step(loaded),
+        Step::new("Compare with what runs")
+            .line(
+                "server-side dry run of every object: when the last revision deployed this \
+                 profile and nothing would change, stop here (nothing written, not even the lock)",
+            )
+            .line(format!(
+                "apply Namespace/{} and take the release lock (a Lease that expires if this run \
+                 dies); generated values are made only from here on",
+                release.namespace
+            )),
     ];
     for wave in &release.waves {
         steps.push(
@@ -406,7 +420,8 @@ pub fn plan(planned: &Planned) -> Plan {
     );
     let mut done = Step::new("Done")
         .line(format!(
-            "record the release revision in namespace {}",
+            "record the revision in namespace {} (deployed, or failed with the reason), then \
+             give the lock up",
             release.namespace
         ))
         .line(format!("open {}", profile.app.public_url));
