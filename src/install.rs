@@ -54,17 +54,58 @@ impl Summary {
     }
 }
 
-/// Installs `release` (rendered from `profile`) and waits for it; `progress` hears each step.
+/// What an install would do, decided with reads and server-side dry runs only: what its
+/// `--dry-run` shows, and what the run then does.
+#[derive(Debug)]
+pub struct Prepared {
+    /// What applying each object would do, in apply order.
+    pub changes: Vec<(String, Change)>,
+    /// The newest revision, if the release was ever recorded.
+    pub last: Option<Record>,
+    /// The newest revision deployed this very profile and no object would change: a run writes
+    /// nothing, not even the lock.
+    pub up_to_date: bool,
+}
+
+/// Prepares the install of `release` (rendered from `profile`) without writing anything.
+pub async fn prepare(
+    client: &kube::Client,
+    profile: &Profile,
+    release: &Release,
+) -> Result<Prepared> {
+    let last = release::history(client, &release.namespace).await?.pop();
+    let namespace = apply::get(client, "Namespace", &release.namespace, None).await?;
+    let changes = match namespace {
+        // Nothing can be dry-run into a namespace that does not exist yet: all of it is new.
+        None => release
+            .objects()
+            .map(|o| (o.id(), Change::Created))
+            .collect(),
+        Some(_) => {
+            let values = values(client, profile, release, Generated::Placeholder).await?;
+            changes(client, release, &values).await?
+        }
+    };
+    let up_to_date = same_profile(profile, last.as_ref())
+        && changes.iter().all(|(_, c)| *c == Change::Unchanged);
+    Ok(Prepared {
+        changes,
+        last,
+        up_to_date,
+    })
+}
+
+/// Runs an install [`prepare`]d from `profile` and `release`, and waits for it; `progress`
+/// hears each step.
 pub async fn run(
     client: &kube::Client,
     profile: &Profile,
     release: &Release,
+    prepared: &Prepared,
     timeout: Duration,
     progress: &(dyn Fn(Event<'_>) + Sync),
 ) -> Result<Summary> {
-    let values = values(client, profile, release, Generated::Placeholder).await?;
-    let history = release::history(client, &release.namespace).await?;
-    if up_to_date(client, profile, release, &values, history.last()).await? {
+    if prepared.up_to_date {
         return unchanged(client, release).await;
     }
     transaction::run_release(client, release, async |tx| {
@@ -157,13 +198,16 @@ pub(crate) async fn up_to_date(
     values: &[Value],
     last: Option<&Record>,
 ) -> Result<bool> {
-    let same =
-        last.is_some_and(|r| r.deployed() && r.profile_digest == release::profile_digest(profile));
-    Ok(same
+    Ok(same_profile(profile, last)
         && changes(client, release, values)
             .await?
             .iter()
             .all(|(_, change)| *change == Change::Unchanged))
+}
+
+/// Whether `last`, the newest revision, deployed this very profile.
+fn same_profile(profile: &Profile, last: Option<&Record>) -> bool {
+    last.is_some_and(|r| r.deployed() && r.profile_digest == release::profile_digest(profile))
 }
 
 /// What applying each object would do, found with server-side dry runs: nothing is written.

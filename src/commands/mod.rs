@@ -1,6 +1,7 @@
 //! One module per verb. Each is thin: load the profile, build a plan, hand it to the printer.
 
 mod backup;
+mod checks;
 mod completions;
 mod guided;
 mod history;
@@ -8,7 +9,9 @@ pub mod image;
 mod install;
 mod man;
 mod plan;
+mod preview;
 mod profile;
+mod report;
 mod restore;
 mod rollback;
 mod ssh;

@@ -2,8 +2,7 @@
 
 use serde_json::json;
 
-use super::install::{health_json, health_lines};
-use super::upgrade::{change_lines, change_list};
+use super::report::{change_lines, change_list, health_json, health_lines};
 use crate::cli::{Global, Output, RollbackArgs};
 use crate::cluster;
 use crate::error::Result;

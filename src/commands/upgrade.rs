@@ -2,7 +2,8 @@
 
 use serde_json::json;
 
-use super::install::{self as installing, health_json, health_lines};
+use super::checks as installing;
+use super::report::{change_lines, change_list, health_json, health_lines};
 use crate::backup;
 use crate::cli::{Global, Output, UpgradeArgs};
 use crate::cluster;
@@ -174,27 +175,6 @@ fn result_json(
         "changes": change_list(&summary.changes),
         "health": health_json(&summary.health),
     })
-}
-
-pub(super) fn change_list(changes: &[(String, Change)]) -> Vec<serde_json::Value> {
-    changes
-        .iter()
-        .map(|(id, c)| json!({"object": id, "change": c.as_str()}))
-        .collect()
-}
-
-/// The changed objects, one per line; `none` when every object is as it is on the cluster.
-pub(super) fn change_lines(changes: &[(String, Change)]) -> String {
-    let changed: Vec<String> = changes
-        .iter()
-        .filter(|(_, c)| *c != Change::Unchanged)
-        .map(|(id, c)| format!("    {id} {}\n", c.describe()))
-        .collect();
-    if changed.is_empty() {
-        "    none: the cluster already runs this\n".to_string()
-    } else {
-        changed.concat()
-    }
 }
 
 fn dry_run_text(

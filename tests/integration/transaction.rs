@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::harness::Harness;
 use crate::harness::registry::fixture_images;
-use crate::install::{Installed, LLM_KEY, installed, text, versions, with_profile};
+use crate::install::{Installed, LLM_KEY, install, installed, setup, text, versions, with_profile};
 use crate::uninstall::labelled;
 
 const HOLDER: &str = "paperclipctl@elsewhere/7";
@@ -118,12 +118,37 @@ async fn every_mutating_verb_refuses_while_another_run_holds_the_lock() {
 
 #[tokio::test]
 async fn each_dry_run_names_exactly_what_the_real_run_then_changes() {
-    let release = installed("tx-preview").await;
-    assert!(
-        release.run.status.success(),
-        "{}",
-        text(&release.run.stderr)
+    // Install: the dry run against the cluster names what the install then creates.
+    let setup = setup("tx-preview", None).await;
+    let home = tempfile::tempdir().unwrap();
+    let exec = Harness::shared()
+        .serve_app_exec(&setup.namespace, &home.path().join("paperclip"))
+        .await;
+    let env = [("PAPERCLIP_LITELLM_KEY", LLM_KEY)];
+    let before = versions(&setup.namespace).await;
+    let preview = json_of(&install(&setup, &["--dry-run", "-o", "json"], &env).await);
+    assert_eq!(
+        versions(&setup.namespace).await,
+        before,
+        "the install's dry run wrote"
     );
+    let installing = install(&setup, &["--timeout", "60s", "-o", "json"], &env).await;
+    let done = json_of(&installing);
+    assert!(
+        changed(&preview["cluster"]).len() > 10,
+        "a first install creates the release: {preview}"
+    );
+    assert_eq!(
+        changed(&preview["cluster"]),
+        changed(&done),
+        "install: {preview}\n{done}"
+    );
+    let release = Installed {
+        setup,
+        home,
+        exec,
+        run: installing,
+    };
     let ns = release.setup.namespace.as_str();
     let target = fixture_images().await.amd64_only;
 
