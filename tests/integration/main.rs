@@ -6,6 +6,7 @@ mod guided;
 mod harness;
 mod install;
 mod journey;
+mod output;
 mod ownership;
 mod preflight;
 mod profile_errors;
