@@ -3,6 +3,7 @@
 
 use serde_json::json;
 
+use super::session::Session;
 use crate::cli::Output;
 use crate::error::{Error, Result};
 use crate::image;
@@ -19,13 +20,12 @@ use crate::ui::progress::{Event, Progress};
 /// release lock (Infisical is written before the lock is taken), the shell image is pinned to
 /// its digest, and preflight passes. The release returned is the one the run applies.
 pub(super) async fn check(
-    client: &kube::Client,
+    session: &Session<'_>,
     loaded: &Loaded,
     ignore: &[String],
-    ui: &Ui,
-    progress: &Progress,
 ) -> Result<Checked> {
-    transaction::ensure_free(client, &loaded.profile.namespace.to_string()).await?;
+    let (client, ui, progress) = (session.client(), session.ui, &session.progress);
+    transaction::ensure_free(client, &session.namespace).await?;
     let auth = registry_auth()?;
     let loaded = pin_shell(client, loaded, &auth, progress).await?;
     let release = render::render(&loaded.profile);
@@ -34,6 +34,7 @@ pub(super) async fn check(
         loaded,
         release,
         report,
+        auth,
     })
 }
 
@@ -42,6 +43,8 @@ pub(super) struct Checked {
     pub loaded: Loaded,
     pub release: Release,
     pub report: preflight::Report,
+    /// The registry logins the checks used, for pinning more images the same way.
+    pub auth: image::RegistryAuth,
 }
 
 /// Registry credentials from the Docker config, for preflight and digest pinning.

@@ -7,8 +7,8 @@ use super::checks::check;
 use super::guided;
 use super::preview::{self, Against};
 use super::report::{health_json, health_lines};
+use super::session::Session;
 use crate::cli::{Global, InstallArgs, Output};
-use crate::cluster;
 use crate::error::{Error, Result};
 use crate::install::{self, Summary};
 use crate::onboarding::Outcome;
@@ -34,14 +34,13 @@ pub fn run(global: &Global, args: &InstallArgs, ui: &Ui) -> Result<()> {
     };
     super::checks::lint(&render::render(&loaded.profile), ui)?;
     let interactive = ui.interactive() && !global.yes;
-    let progress = Progress::new(ui);
+    let namespace = loaded.profile.namespace.to_string();
     super::block_on(async {
-        let cluster = cluster::connect(global.kubeconfig.as_deref(), context.as_deref()).await?;
-        progress.event(Event::Note(&format!("connected to {}", cluster.server)));
-        let client = &cluster.client;
-        let checked = check(client, &loaded, &args.ignore_preflight, ui, &progress).await?;
+        let session = Session::connect(global, context.as_deref(), namespace, ui).await?;
+        let client = session.client();
+        let checked = check(&session, &loaded, &args.ignore_preflight).await?;
         let profile = &checked.loaded.profile;
-        provision_secrets(profile, args, interactive, &progress).await?;
+        provision_secrets(profile, args, interactive, &session.progress).await?;
         let prepared = install::prepare(client, profile, &checked.release).await?;
         let summary = install::run(
             client,
@@ -49,10 +48,10 @@ pub fn run(global: &Global, args: &InstallArgs, ui: &Ui) -> Result<()> {
             &checked.release,
             &prepared,
             args.timeout,
-            &|event| progress.event(event),
+            &|event| session.report(event),
         )
         .await?;
-        progress.finish();
+        session.progress.finish();
         let text = match ui.output {
             Output::Json => {
                 serde_json::to_string_pretty(&summary_json(&summary, &checked.report))? + "\n"
@@ -73,15 +72,14 @@ fn dry_run(global: &Global, args: &InstallArgs, ui: &Ui) -> Result<()> {
         .findings
         .iter()
         .all(|f| f.severity != Severity::Error);
-    let progress = Progress::new(ui);
+    let namespace = loaded.profile.namespace.to_string();
     let against = super::block_on(async {
-        let connected = cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref());
-        let cluster = match connected.await {
-            Ok(cluster) if linted => cluster,
+        let session = match Session::connect(global, global.context.as_deref(), namespace, ui).await
+        {
+            Ok(session) if linted => session,
             // A lint error stops a run before it connects: the plan shows the findings.
             Ok(_) => return Ok(None),
             Err(e) => {
-                progress.finish();
                 ui.note(&format!(
                     "offline: {e}\nThe plan below was not checked against a cluster; a run \
                      connects first, then checks and compares as `install --dry-run` does when \
@@ -90,14 +88,12 @@ fn dry_run(global: &Global, args: &InstallArgs, ui: &Ui) -> Result<()> {
                 return Ok(None);
             }
         };
-        progress.event(Event::Note(&format!("connected to {}", cluster.server)));
-        let client = &cluster.client;
-        let checked = check(client, &loaded, &args.ignore_preflight, ui, &progress).await?;
+        let checked = check(&session, &loaded, &args.ignore_preflight).await?;
         let profile = &checked.loaded.profile;
-        let prepared = install::prepare(client, profile, &checked.release).await?;
-        progress.finish();
+        let prepared = install::prepare(session.client(), profile, &checked.release).await?;
+        session.progress.finish();
         Ok(Some(Against {
-            server: cluster.server.clone(),
+            server: session.cluster.server.clone(),
             namespace: checked.release.namespace.clone(),
             prepared,
         }))

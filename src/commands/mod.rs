@@ -14,6 +14,7 @@ mod profile;
 mod report;
 mod restore;
 mod rollback;
+mod session;
 mod ssh;
 mod status;
 mod uninstall;

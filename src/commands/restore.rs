@@ -1,9 +1,9 @@
 //! `paperclipctl restore`: puts an archive written by `backup` back, after checking every part,
 //! naming the cluster and namespace it will replace, and a confirmation.
 
+use super::session::Session;
 use crate::backup::{self, restore::Target};
 use crate::cli::{Global, RestoreArgs};
-use crate::cluster;
 use crate::error::{Error, Result};
 use crate::render::{self, Object};
 use crate::transaction;
@@ -56,8 +56,9 @@ pub fn run(global: &Global, args: &RestoreArgs, ui: &Ui) -> Result<()> {
         })?;
     ui.note(&header);
     super::block_on(async {
-        let cluster =
-            cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref()).await?;
+        let session =
+            Session::connect(global, global.context.as_deref(), namespace.clone(), ui).await?;
+        let cluster = &session.cluster;
         let place = format!(
             "namespace {namespace} on cluster {} ({})",
             cluster.context.as_deref().unwrap_or("in-cluster"),

@@ -3,8 +3,8 @@
 use serde_json::json;
 
 use super::report::{change_lines, change_list, health_json, health_lines};
+use super::session::Session;
 use crate::cli::{Global, Output, RollbackArgs};
-use crate::cluster;
 use crate::error::Result;
 use crate::install;
 use crate::release;
@@ -12,15 +12,14 @@ use crate::rollback;
 use crate::status;
 use crate::transaction::{self, Action};
 use crate::ui::Ui;
-use crate::ui::progress::{Event, Progress};
+use crate::ui::progress::Event;
 
 pub fn run(global: &Global, args: &RollbackArgs, ui: &Ui) -> Result<()> {
     let namespace = super::namespace(global)?;
-    let progress = Progress::new(ui);
     super::block_on(async {
-        let cluster =
-            cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref()).await?;
-        let client = &cluster.client;
+        let session =
+            Session::connect(global, global.context.as_deref(), namespace.clone(), ui).await?;
+        let (client, progress) = (session.client(), &session.progress);
         let history = release::history(client, &namespace).await?;
         if history.is_empty() {
             return Err(status::not_installed(&namespace));

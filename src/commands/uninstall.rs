@@ -1,13 +1,13 @@
 //! `paperclipctl uninstall`: delete the release in reverse wave order, keeping its data unless
 //! `--purge` (confirmed) says otherwise.
 
+use super::session::Session;
 use crate::cli::{Global, UninstallArgs};
-use crate::cluster;
 use crate::error::{Error, Result};
 use crate::render;
 use crate::transaction;
 use crate::ui::Ui;
-use crate::ui::progress::{Event, Progress};
+use crate::ui::progress::Event;
 use crate::uninstall::{self, Found, Inventory};
 
 pub fn run(global: &Global, args: &UninstallArgs, ui: &Ui) -> Result<()> {
@@ -21,12 +21,10 @@ pub fn run(global: &Global, args: &UninstallArgs, ui: &Ui) -> Result<()> {
              records may be deleted",
         ));
     }
-    let progress = Progress::new(ui);
     super::block_on(async {
-        let cluster =
-            cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref()).await?;
-        progress.event(Event::Note(&format!("connected to {}", cluster.server)));
-        let client = &cluster.client;
+        let session =
+            Session::connect(global, global.context.as_deref(), namespace.clone(), ui).await?;
+        let (client, progress) = (session.client(), &session.progress);
         let found = uninstall::inventory(client, &release).await?;
         if args.dry_run {
             progress.finish();
