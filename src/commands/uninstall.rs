@@ -22,8 +22,21 @@ pub fn run(global: &Global, args: &UninstallArgs, ui: &Ui) -> Result<()> {
         ));
     }
     super::block_on(async {
-        let session =
-            Session::connect(global, global.context.as_deref(), namespace.clone(), ui).await?;
+        let connected = Session::connect(global, global.context.as_deref(), namespace.clone(), ui);
+        let session = match connected.await {
+            Ok(session) => session,
+            Err(e) if args.dry_run => {
+                ui.note(&format!(
+                    "offline: {e}\nWhat follows is what the profile renders, not what the \
+                     cluster holds; an uninstall deletes only what it finds there."
+                ));
+                let rendered = uninstall::planned(&release)?;
+                return ui
+                    .print(&dry_run(&rendered, &namespace, args.purge))
+                    .map_err(Error::Output);
+            }
+            Err(e) => return Err(e),
+        };
         let (client, progress) = (session.client(), &session.progress);
         let found = uninstall::inventory(client, &release).await?;
         if args.dry_run {

@@ -1,11 +1,11 @@
 //! The human output of the read-only views and of each dry run, pinned as snapshots: what a
 //! user reads changes only on purpose. What differs between runs (namespaces, addresses,
-//! digests, times, sizes) is redacted.
+//! digests, times, sizes, paths) is redacted.
 
 use std::process::Output;
 
 use crate::harness::registry::fixture_images;
-use crate::install::{Installed, LLM_KEY, installed, text, with_profile};
+use crate::install::{Installed, LLM_KEY, installed_with_instance, text, with_profile};
 
 /// Runs `paperclipctl VERB` on the release as an operator would.
 async fn run(release: &Installed, verb: &str, extra: &[&str]) -> Output {
@@ -43,6 +43,7 @@ fn redactions(release: &Installed) -> insta::Settings {
     settings.add_filter(r"paperclip-[a-z0-9]+-[a-z0-9]{5}\b", "[pod]");
     settings.add_filter(r"\b\d+(\.\d+)? ?(B|KiB|MiB|GiB|TiB|kB|MB|GB)\b", "[size]");
     settings.add_filter(r"\b\d+(\.\d+)?%", "[percent]");
+    settings.add_filter(r"\(\d+ bytes\)", "([size])");
     settings.add_filter(r"\b\d+[smhd]\b", "[age]");
     settings
 }
@@ -58,12 +59,7 @@ fn regex_escape(text: &str) -> String {
 
 #[tokio::test]
 async fn status_history_and_every_dry_run_read_as_before() {
-    let release = installed("snapshots").await;
-    assert!(
-        release.run.status.success(),
-        "{}",
-        text(&release.run.stderr)
-    );
+    let release = installed_with_instance("snapshots").await;
     let target = fixture_images().await.amd64_only;
     let settings = redactions(&release);
     // Tables pad their columns to the widest value, which redaction changed.
@@ -91,6 +87,15 @@ async fn status_history_and_every_dry_run_read_as_before() {
         };
         settings.bind(|| insta::assert_snapshot!(name, text(&out.stdout)));
     }
+    // A restore's dry run, of an archive of this very release.
+    let archive = release.home.path().join("snapshot.tar.zst");
+    let archive = archive.to_str().unwrap();
+    let backed_up = run(&release, "backup", &["--file", archive]).await;
+    assert!(backed_up.status.success(), "{}", text(&backed_up.stderr));
+    let out = run(&release, "restore", &[archive, "--dry-run"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    settings.bind(|| insta::assert_snapshot!("restore-dry-run", text(&out.stdout)));
+
     // Preflight's table, as `install --dry-run` prints it on stderr before the plan.
     let out = run(&release, "install", &["--dry-run"]).await;
     let stderr = text(&out.stderr);
@@ -114,4 +119,22 @@ fn the_plan_reads_as_before() {
         .unwrap();
     assert!(output.status.success(), "{}", text(&output.stderr));
     insta::assert_snapshot!("plan-frank", text(&output.stdout));
+}
+
+#[test]
+fn an_uninstall_dry_run_without_a_cluster_previews_what_the_profile_renders() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_paperclipctl"))
+        .args(["uninstall", "--profile", "frank", "--dry-run"])
+        .env_remove("PAPERCLIPCTL_PROFILE")
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("offline: ") && stderr.contains("not what the cluster holds"),
+        "the preview says it is offline: {stderr}"
+    );
+    insta::assert_snapshot!("uninstall-dry-run-offline", text(&output.stdout));
 }
