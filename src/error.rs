@@ -90,7 +90,10 @@ pub enum Error {
     },
 
     #[error("cannot write the output: {0}")]
-    #[diagnostic(code(paperclipctl::output))]
+    #[diagnostic(
+        code(paperclipctl::output),
+        help("check where the output goes: a closed pipe, a full disk or a lost terminal")
+    )]
     Output(#[from] std::io::Error),
 
     #[error("cannot write {}", path.display())]
@@ -103,12 +106,28 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error("cannot read {}", path.display())]
+    #[diagnostic(
+        code(paperclipctl::file),
+        help("check that the file exists and that you may read it")
+    )]
+    ReadFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+
     #[error("interrupted by {signal}; temporary files were removed")]
-    #[diagnostic(code(paperclipctl::interrupted))]
+    #[diagnostic(
+        code(paperclipctl::interrupted),
+        help("run the command again to do what it did not finish")
+    )]
     Interrupted { signal: &'static str },
 
     #[error("cannot serialize the output: {0}")]
-    #[diagnostic(code(paperclipctl::output))]
+    #[diagnostic(
+        code(paperclipctl::output),
+        help("run the command again with --output text, and report this with the command run")
+    )]
     Serialize(String),
 }
 
@@ -127,11 +146,29 @@ impl Error {
             Error::Image(crate::image::ImageError::Cluster { .. }) => exit::CLUSTER,
             // Found while pinning, after preflight passed: the same cause as preflight's check.
             Error::Image(crate::image::ImageError::PlatformMismatch { .. }) => exit::PREFLIGHT,
-            Error::Output(_) | Error::WriteFile { .. } | Error::Serialize(_) | Error::Image(_) => {
-                exit::FAILURE
-            }
+            Error::Output(_)
+            | Error::WriteFile { .. }
+            | Error::ReadFile { .. }
+            | Error::Serialize(_)
+            | Error::Image(_) => exit::FAILURE,
             Error::Interrupted { signal: "SIGTERM" } => exit::TERMINATED,
             Error::Interrupted { .. } => exit::INTERRUPTED,
+        }
+    }
+
+    /// The error of writing `path`, for `map_err`.
+    pub fn writing(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
+        move |source| Error::WriteFile {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// The error of reading `path`, for `map_err`.
+    pub fn reading(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
+        move |source| Error::ReadFile {
+            path: path.to_path_buf(),
+            source,
         }
     }
 
@@ -196,5 +233,16 @@ mod tests {
             message: "timed out".into(),
         });
         assert_eq!(registry.exit_code(), exit::FAILURE);
+    }
+
+    #[test]
+    fn file_errors_name_their_path() {
+        let path = std::path::Path::new("/home/me/.ssh/config");
+        let denied = || std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let read = Error::reading(path)(denied());
+        assert_eq!(read.to_string(), "cannot read /home/me/.ssh/config");
+        let written = Error::writing(path)(denied());
+        assert_eq!(written.to_string(), "cannot write /home/me/.ssh/config");
+        assert_eq!(read.exit_code(), exit::FAILURE);
     }
 }
