@@ -1,4 +1,7 @@
-//! One module per verb. Each is thin: load the profile, build a plan, hand it to the printer.
+//! One module per verb, each thin: arguments → core → report. Verbs do not import each other;
+//! what several share is beside them: `session` (the connected cluster and progress of a command
+//! that changes a release), `checks` (what a deploying run makes sure of before its first
+//! write), `report` (health, changes, findings) and `preview` (the install plan).
 
 mod backup;
 mod checks;
