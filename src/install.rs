@@ -1,6 +1,8 @@
 //! The install of a rendered release: waves applied in order with server-side apply, each one
-//! waited for before the next starts, onboarding, and a release record. The command layer adds
-//! preflight, secrets and printing around it.
+//! waited for before the next starts, then onboarding. The steps here are shared by every verb
+//! that deploys (install, upgrade, rollback); the release transaction ([`crate::transaction`])
+//! runs them under the lock and records the outcome. The command layer adds preflight, secrets
+//! and printing around it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,7 +12,6 @@ use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
 
 use crate::cluster::apply::{self, Change};
-use crate::cluster::lock::Lock;
 use crate::cluster::{api_error, wait};
 use crate::error::{Error, Result};
 use crate::health::{self, Health};
@@ -18,6 +19,7 @@ use crate::onboarding;
 use crate::profile::Profile;
 use crate::release::{self, Record};
 use crate::render::{Object, Release, meta};
+use crate::transaction::{self, Action};
 use crate::ui::progress::Event;
 
 /// What an install did.
@@ -52,25 +54,66 @@ impl Summary {
     }
 }
 
-/// Installs `release` (rendered from `profile`) and waits for it; `progress` hears each step.
+/// What an install would do, decided with reads and server-side dry runs only: what its
+/// `--dry-run` shows, and what the run then does.
+#[derive(Debug)]
+pub struct Prepared {
+    /// What applying each object would do, in apply order.
+    pub changes: Vec<(String, Change)>,
+    /// The newest revision, if the release was ever recorded.
+    pub last: Option<Record>,
+    /// The newest revision deployed this very profile and no object would change: a run writes
+    /// nothing, not even the lock.
+    pub up_to_date: bool,
+}
+
+/// Prepares the install of `release` (rendered from `profile`) without writing anything.
+pub async fn prepare(
+    client: &kube::Client,
+    profile: &Profile,
+    release: &Release,
+) -> Result<Prepared> {
+    let last = release::history(client, &release.namespace).await?.pop();
+    let namespace = apply::get(client, "Namespace", &release.namespace, None).await?;
+    let changes = match namespace {
+        // Nothing can be dry-run into a namespace that does not exist yet: all of it is new.
+        None => release
+            .objects()
+            .map(|o| (o.id(), Change::Created))
+            .collect(),
+        Some(_) => {
+            let values = values(client, profile, release, Generated::Placeholder).await?;
+            changes(client, release, &values).await?
+        }
+    };
+    let up_to_date = same_profile(profile, last.as_ref())
+        && changes.iter().all(|(_, c)| *c == Change::Unchanged);
+    Ok(Prepared {
+        changes,
+        last,
+        up_to_date,
+    })
+}
+
+/// Runs an install [`prepare`]d from `profile` and `release`, and waits for it; `progress`
+/// hears each step.
 pub async fn run(
     client: &kube::Client,
     profile: &Profile,
     release: &Release,
+    prepared: &Prepared,
     timeout: Duration,
     progress: &(dyn Fn(Event<'_>) + Sync),
 ) -> Result<Summary> {
-    let values = values(client, profile, release).await?;
-    let history = release::history(client, &release.namespace).await?;
-    if up_to_date(client, profile, release, &values, history.last()).await? {
+    if prepared.up_to_date {
         return unchanged(client, release).await;
     }
-    let (lock, namespace, values) = take_lock(client, profile, release, &values).await?;
-    let mut changes = vec![namespace];
-    let deployed = deploy(client, release, &values, timeout, progress, &mut changes).await;
-    let revision = record(client, profile, release, "install", &deployed).await;
-    lock.release().await;
-    Ok(Summary::deployed(changes, revision?, deployed?))
+    transaction::run_release(client, release, async |tx| {
+        tx.deploy(profile, release, Action::Install, timeout, progress)
+            .await?
+            .into_result()
+    })
+    .await
 }
 
 /// The summary of a run that found the release up to date and wrote nothing.
@@ -85,29 +128,6 @@ pub(crate) async fn unchanged(client: &kube::Client, release: &Release) -> Resul
         // Nothing is written, but the app may have lost its database since the last run.
         health: health::check(client, &release.namespace).await?,
     })
-}
-
-/// Applies the release's namespace (the lock lives in it; rendering puts it first) and takes
-/// the lock; returns it with what applying the namespace did and the values to apply, read
-/// again under the lock: generated values (the database password) read before it may have been
-/// written since by the run that held it, and only values read under the lock are ever written.
-pub(crate) async fn take_lock(
-    client: &kube::Client,
-    profile: &Profile,
-    release: &Release,
-    values: &[Value],
-) -> Result<(Lock, (String, Change), Vec<Value>)> {
-    let first = release.objects().next().expect("a release has objects");
-    debug_assert!(matches!(first, Object::Namespace(_)));
-    let change = apply::apply(client, first, &values[0], false).await?;
-    let lock = Lock::acquire(client, &release.namespace).await?;
-    match self::values(client, profile, release).await {
-        Ok(values) => Ok((lock, (first.id(), change), values)),
-        Err(e) => {
-            lock.release().await;
-            Err(e)
-        }
-    }
 }
 
 /// Applies the waves in order (each waited for), onboards the instance when it is not yet, and
@@ -135,23 +155,6 @@ pub(crate) async fn deploy(
     progress(Event::Step("reading /api/health"));
     let health = health::check(client, namespace).await?;
     Ok((onboarded, health))
-}
-
-/// Records how a deploy of `release` ended as the next revision, with the images its pods run.
-pub(crate) async fn record<T>(
-    client: &kube::Client,
-    profile: &Profile,
-    release: &Release,
-    action: &str,
-    outcome: &Result<T>,
-) -> Result<u32> {
-    let result = match outcome {
-        Ok(_) => "deployed".to_string(),
-        Err(e) => format!("failed: {e}"),
-    };
-    let images = images(client, release).await.unwrap_or_default();
-    let record = release::record(profile, release, images, action, result);
-    release::store(client, &release.namespace, record).await
 }
 
 async fn apply_waves(
@@ -195,13 +198,16 @@ pub(crate) async fn up_to_date(
     values: &[Value],
     last: Option<&Record>,
 ) -> Result<bool> {
-    let same =
-        last.is_some_and(|r| r.deployed() && r.profile_digest == release::profile_digest(profile));
-    Ok(same
+    Ok(same_profile(profile, last)
         && changes(client, release, values)
             .await?
             .iter()
             .all(|(_, change)| *change == Change::Unchanged))
+}
+
+/// Whether `last`, the newest revision, deployed this very profile.
+fn same_profile(profile: &Profile, last: Option<&Record>) -> bool {
+    last.is_some_and(|r| r.deployed() && r.profile_digest == release::profile_digest(profile))
 }
 
 /// What applying each object would do, found with server-side dry runs: nothing is written.
@@ -220,12 +226,26 @@ pub(crate) async fn changes(
     Ok(changes)
 }
 
+/// Whether [`values`] may make the values paperclipctl generates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Generated {
+    /// Outside the release lock (previews, the up-to-date check): a value not made yet is a
+    /// placeholder, only ever sent in server-side dry runs.
+    Placeholder,
+    /// Under the release lock: a value not made yet is made now, and then applied.
+    Made,
+}
+
+/// What a dry run sends where a generated value does not exist yet.
+const PLACEHOLDER: &str = "made-under-the-release-lock";
+
 /// Each object as it is applied: the rendered object plus, for Secrets paperclipctl fills, their
 /// values — looked up from the live Secret when present, never regenerated.
 pub(crate) async fn values(
     client: &kube::Client,
     profile: &Profile,
     release: &Release,
+    generated: Generated,
 ) -> Result<Vec<Value>> {
     let mut values = Vec::new();
     for object in release.objects() {
@@ -249,6 +269,7 @@ pub(crate) async fn values(
                     (meta::SHELL_KEYS_SECRET, _) => encode(&authorized_keys(profile)),
                     _ => match live_data.get(key).and_then(Value::as_str) {
                         Some(existing) => existing.to_string(),
+                        None if generated == Generated::Placeholder => encode(PLACEHOLDER),
                         None => encode(&generate_password()?),
                     },
                 };
@@ -284,7 +305,10 @@ fn generate_password() -> Result<String> {
 }
 
 /// The images the release's pods really run (`image@digest` where the kubelet reported one).
-async fn images(client: &kube::Client, release: &Release) -> Result<BTreeMap<String, String>> {
+pub(crate) async fn images(
+    client: &kube::Client,
+    release: &Release,
+) -> Result<BTreeMap<String, String>> {
     let pods = Api::<Pod>::namespaced(client.clone(), &release.namespace);
     let selector = format!("{}={}", meta::MANAGED_BY.0, meta::MANAGED_BY.1);
     let list = pods

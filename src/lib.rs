@@ -1,8 +1,10 @@
 //! paperclipctl: install and operate Paperclip on your own Kubernetes cluster.
 //!
-//! The binary is a thin shell over this library: `cli` parses, `commands` build plans,
-//! `profile` loads and checks, `render` turns a profile into objects, `preflight` lists what must
-//! hold on the cluster, and `ui` prints.
+//! The binary is a thin shell over this library: `cli` parses, `commands` turn arguments into
+//! calls of the core and report what came back, `profile` loads and checks, `render` turns a
+//! profile into objects, `preflight` lists what must hold on the cluster, `transaction` runs every
+//! change of a release under its lock and records it, and `ui` prints. ARCHITECTURE.md has the
+//! whole picture.
 
 pub mod backup;
 pub mod cli;
@@ -24,6 +26,7 @@ pub mod secrets;
 pub mod signal;
 pub mod ssh;
 pub mod status;
+pub mod transaction;
 pub mod ui;
 pub mod uninstall;
 pub mod upgrade;

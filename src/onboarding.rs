@@ -194,6 +194,43 @@ pub async fn restart_app(
     // Back to one replica whatever happened: an app left at 0 is an outage.
     scale(&deployments, namespace, 1).await?;
     stopped?;
+    // A watch may first show the Deployment as it was before the scale-down, ready with the pod
+    // just stopped: the wait starts once its controller has seen the scale-up.
+    let generation = deployments
+        .get(meta::APP_NAME)
+        .await
+        .map_err(|e| api_error(e, "get", "deployments", Some(namespace)))?
+        .metadata
+        .generation;
+    let seen = kube::runtime::wait::await_condition(
+        deployments,
+        meta::APP_NAME,
+        move |d: Option<&Deployment>| {
+            d.and_then(|d| d.status.as_ref()?.observed_generation) >= generation
+        },
+    );
+    tokio::time::timeout(timeout, seen)
+        .await
+        .map_err(|_| {
+            Error::not_healthy(
+                format!(
+                    "the Deployment controller did not take up the restart of Deployment/{} \
+                     within {}s",
+                    meta::APP_NAME,
+                    timeout.as_secs()
+                ),
+                format!(
+                    "look at it: kubectl describe deployment -n {namespace} {}",
+                    meta::APP_NAME
+                ),
+            )
+        })?
+        .map_err(|e| {
+            Error::cluster(
+                format!("cannot watch Deployment/{}: {e}", meta::APP_NAME),
+                "run the install again",
+            )
+        })?;
     let gate = Wave {
         number: 1,
         title: "app",

@@ -38,8 +38,8 @@ pub struct Record {
     /// Image references as rendered, and the digests the pods really run when known.
     pub images: BTreeMap<String, String>,
     pub time: String,
-    /// `deployed` or `failed: <reason>`.
-    pub result: String,
+    /// How the revision ended; stored as `deployed` or `failed: <reason>`.
+    pub result: Status,
     /// What made the revision: `install`, `upgrade` or `rollback to N`.
     #[serde(default = "install_action")]
     pub action: String,
@@ -57,9 +57,68 @@ fn install_action() -> String {
     "install".to_string()
 }
 
+/// How a revision ended. Stored as text (`deployed`, `failed: <reason>`), the form records have
+/// always had, so older records read the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum Status {
+    /// The release came up: every wave ready, onboarding done, `/api/health` read.
+    Deployed,
+    /// The deploy stopped; the reason as the user read it.
+    Failed(String),
+}
+
+impl Status {
+    /// The status of a deploy that ended with `outcome`.
+    pub fn of<T>(outcome: &Result<T>) -> Status {
+        match outcome {
+            Ok(_) => Status::Deployed,
+            Err(e) => Status::Failed(e.to_string()),
+        }
+    }
+
+    /// The word kept in the record's status label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Status::Deployed => "deployed",
+            Status::Failed(_) => "failed",
+        }
+    }
+}
+
+impl From<String> for Status {
+    fn from(text: String) -> Status {
+        match text.as_str() {
+            "deployed" => Status::Deployed,
+            _ => Status::Failed(text.strip_prefix("failed: ").unwrap_or(&text).to_string()),
+        }
+    }
+}
+
+impl From<&str> for Status {
+    fn from(text: &str) -> Status {
+        Status::from(text.to_string())
+    }
+}
+
+impl From<Status> for String {
+    fn from(status: Status) -> String {
+        status.to_string()
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Status::Deployed => f.write_str("deployed"),
+            Status::Failed(reason) => write!(f, "failed: {reason}"),
+        }
+    }
+}
+
 impl Record {
     pub fn deployed(&self) -> bool {
-        self.result == "deployed"
+        self.result == Status::Deployed
     }
 }
 
@@ -78,7 +137,7 @@ pub fn record(
     release: &Release,
     images: BTreeMap<String, String>,
     action: &str,
-    result: String,
+    result: Status,
 ) -> Record {
     Record {
         revision: 0,
@@ -165,19 +224,20 @@ pub async fn history(client: &kube::Client, namespace: &str) -> Result<Vec<Recor
     Ok(records)
 }
 
-/// Stores `record` as the next revision and returns its number.
-pub async fn store(client: &kube::Client, namespace: &str, mut record: Record) -> Result<u32> {
+/// Stores `record` as the next revision and returns its number. Only the release transaction
+/// ([`crate::transaction`]) stores records, under the lock.
+pub(crate) async fn store(
+    client: &kube::Client,
+    namespace: &str,
+    mut record: Record,
+) -> Result<u32> {
     crate::cluster::lock::ensure_held().await?;
     let revision = history(client, namespace)
         .await?
         .last()
         .map_or(1, |r| r.revision + 1);
     record.revision = revision;
-    let status = if record.deployed() {
-        "deployed"
-    } else {
-        "failed"
-    };
+    let status = record.result.label();
     let labels = BTreeMap::from([
         (RELEASE_LABEL.to_string(), meta::RELEASE.to_string()),
         (REVISION_LABEL.to_string(), revision.to_string()),
@@ -249,7 +309,7 @@ mod tests {
             &release,
             BTreeMap::new(),
             "install",
-            "deployed".into(),
+            Status::Deployed,
         );
         let stored: Record = serde_json::from_slice(&serde_json::to_vec(&record).unwrap()).unwrap();
         let applied = stored.applied.expect("the profile is kept");
@@ -263,5 +323,18 @@ mod tests {
         let record: Record = serde_json::from_str(old).unwrap();
         assert_eq!(record.action, "install");
         assert!(record.applied.is_none());
+    }
+
+    #[test]
+    fn a_status_is_stored_as_the_text_records_always_had() {
+        let failed = Status::Failed("wave 1 timed out".into());
+        assert_eq!(
+            serde_json::to_value(&failed).unwrap(),
+            "failed: wave 1 timed out"
+        );
+        let read: Status = serde_json::from_value("failed: wave 1 timed out".into()).unwrap();
+        assert_eq!(read, failed);
+        let deployed: Status = serde_json::from_value("deployed".into()).unwrap();
+        assert_eq!(deployed, Status::Deployed);
     }
 }

@@ -4,16 +4,13 @@
 //! Only objects go back; the database keeps what the newer version wrote. A backup taken before
 //! the upgrade (`paperclipctl backup list`) brings the data back when a newer version migrated it.
 
-use std::time::Duration;
-
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::install::{self, Summary};
+use crate::install::{self, Generated};
 use crate::profile::Profile;
 use crate::release::Record;
 use crate::render::{self, Release};
-use crate::ui::progress::Event;
 
 /// The revision to go back to: `revision` when given, else the newest deployed revision that
 /// applied something other than what the newest revision applied.
@@ -68,29 +65,13 @@ pub fn target(history: &[Record], revision: Option<u32>) -> Result<&Record> {
     Ok(record)
 }
 
-/// The release `profile` renders and the values its objects are applied with: what a rollback
-/// to it deploys.
+/// The release `profile` renders and the values its objects would be applied with (generated
+/// values as placeholders: this runs before the lock): what a rollback to it previews and
+/// compares with what runs.
 pub async fn prepare(client: &kube::Client, profile: &Profile) -> Result<(Release, Vec<Value>)> {
     let release = render::render(profile);
-    let values = install::values(client, profile, &release).await?;
+    let values = install::values(client, profile, &release, Generated::Placeholder).await?;
     Ok((release, values))
-}
-
-/// Deploys a release [`prepare`]d from what revision `revision` applied, and records it as
-/// `rollback to N`; the caller holds the lock.
-pub async fn deploy(
-    client: &kube::Client,
-    profile: &Profile,
-    (release, values): &(Release, Vec<Value>),
-    revision: u32,
-    timeout: Duration,
-    progress: &(dyn Fn(Event<'_>) + Sync),
-) -> Result<Summary> {
-    let mut changes = Vec::new();
-    let deployed = install::deploy(client, release, values, timeout, progress, &mut changes).await;
-    let action = format!("rollback to {revision}");
-    let recorded = install::record(client, profile, release, &action, &deployed).await;
-    Ok(Summary::deployed(changes, recorded?, deployed?))
 }
 
 #[cfg(test)]

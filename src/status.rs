@@ -15,8 +15,9 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
+use crate::cluster::api_error;
 use crate::cluster::apply::api_resource;
-use crate::cluster::{api_error, wait};
+use crate::cluster::wait::{self, Synced};
 use crate::error::{Error, Result};
 use crate::health::{self, Health};
 use crate::release::{self, Record};
@@ -268,29 +269,25 @@ fn object_health(kind: &str, data: &Value) -> (bool, String) {
             let scaled = if want == 0 { " (scaled to 0)" } else { "" };
             (healthy, format!("{have}/{want} {word}{scaled}"))
         }
-        "ExternalSecret" => {
-            let ready = data
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"));
-            match ready {
-                Some(c) => {
-                    let message = c["message"].as_str().unwrap_or_default();
-                    let healthy = c["status"] == "True";
-                    let word = if healthy { "Ready" } else { "not Ready" };
-                    (
-                        healthy,
-                        format!("{word}: {message}")
-                            .trim_end_matches(": ")
-                            .to_string(),
-                    )
-                }
-                None => (
-                    false,
-                    "not synced yet (is the External Secrets controller running?)".into(),
-                ),
-            }
-        }
+        "ExternalSecret" => match wait::external_secret_synced(data) {
+            // The Ready condition's message says what synced, or why not.
+            Synced::Yes { message } => (
+                true,
+                format!("Ready: {message}")
+                    .trim_end_matches(": ")
+                    .to_string(),
+            ),
+            Synced::No { message, .. } => (
+                false,
+                format!("not Ready: {message}")
+                    .trim_end_matches(": ")
+                    .to_string(),
+            ),
+            Synced::Unknown => (
+                false,
+                "not synced yet (is the External Secrets controller running?)".into(),
+            ),
+        },
         "PersistentVolumeClaim" => {
             let phase = data
                 .pointer("/status/phase")

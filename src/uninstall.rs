@@ -153,6 +153,33 @@ pub async fn inventory(client: &kube::Client, release: &Release) -> Result<Inven
     })
 }
 
+/// What an uninstall of `release` would find if every rendered object were live: the preview
+/// when no cluster answers. Release records are not rendered, so they are not in it.
+pub fn planned(release: &Release) -> Result<Inventory> {
+    let mut objects = Vec::new();
+    for object in release.objects() {
+        if matches!(object, Object::Namespace(_)) {
+            continue;
+        }
+        let rendered: DynamicObject = serde_json::from_value(serde_json::to_value(object)?)?;
+        let (phase, kept) = phase(object.kind(), &rendered);
+        objects.push(Found {
+            kind: object.kind().to_string(),
+            name: object.name().to_string(),
+            namespace: object.namespace().map(str::to_string),
+            phase,
+            kept,
+            uid: None,
+        });
+    }
+    // In the order a live inventory lists them: by phase, then kind as listed.
+    objects.sort_by_key(|o| (o.phase, KINDS.iter().position(|k| *k == o.kind)));
+    Ok(Inventory {
+        objects,
+        own_namespace: true,
+    })
+}
+
 /// Deletes `objects` in order, waiting until each is gone (or `timeout` passes).
 pub async fn delete(
     client: &kube::Client,
@@ -311,6 +338,30 @@ mod tests {
         object.metadata.labels = map(labels);
         object.metadata.annotations = map(annotations);
         object
+    }
+
+    #[test]
+    fn offline_the_rendered_release_goes_app_first_and_its_data_is_kept() {
+        let profile = crate::profile::load("frank", &[]).unwrap().profile;
+        let planned = planned(&crate::render::render(&profile)).unwrap();
+        let order: Vec<String> = planned.to_delete(false).map(Found::id).collect();
+        assert_eq!(
+            order.first().map(String::as_str),
+            Some("Deployment/paperclip")
+        );
+        assert!(
+            !order.iter().any(|id| id.starts_with("Namespace/")),
+            "{order:?}"
+        );
+        let kept: Vec<String> = planned.kept().map(Found::id).collect();
+        assert!(
+            kept.contains(&"Secret/paperclip-db-postgresql".to_string()),
+            "{kept:?}"
+        );
+        assert!(
+            kept.contains(&"PersistentVolumeClaim/paperclip-data".to_string()),
+            "{kept:?}"
+        );
     }
 
     #[test]

@@ -12,13 +12,13 @@ use std::time::Duration;
 use crate::backup;
 use crate::diagnostics;
 use crate::error::{Error, Result};
-use crate::install::{self, Summary};
+use crate::install::{self, Generated, Summary};
 use crate::profile::Profile;
 use crate::profile::types::ImageRef;
 use crate::release::{self, Record};
-use crate::render::Release;
-use crate::rollback;
+use crate::render::{self, Release};
 use crate::status;
+use crate::transaction::{self, Action, Deployed, Transaction};
 use crate::ui::Ui;
 use crate::ui::progress::Event;
 
@@ -80,7 +80,8 @@ pub fn rollback_point<'h>(history: &'h [Record], namespace: &str) -> Result<&'h 
 }
 
 /// Runs the upgrade; on failure the error says what failed, where the diagnostics are, and
-/// whether the previous revision is back.
+/// whether the previous revision is back. The backup, the deploy and the rollback after a
+/// failure are one release transaction.
 pub async fn run(
     client: &kube::Client,
     upgrade: &Upgrade<'_>,
@@ -90,7 +91,13 @@ pub async fn run(
     let namespace = upgrade.release.namespace.as_str();
     // What runs now, to come back to; chosen before this upgrade adds a revision.
     let previous = rollback_point(upgrade.history, namespace)?;
-    let values = install::values(client, upgrade.profile, upgrade.release).await?;
+    let values = install::values(
+        client,
+        upgrade.profile,
+        upgrade.release,
+        Generated::Placeholder,
+    )
+    .await?;
     let last = upgrade.history.last();
     if install::up_to_date(client, upgrade.profile, upgrade.release, &values, last).await? {
         return Ok(Outcome::UpToDate(
@@ -104,61 +111,52 @@ pub async fn run(
             previous.revision
         ));
     }
-    let (lock, namespace_change, values) =
-        install::take_lock(client, upgrade.profile, upgrade.release, &values).await?;
-    if let Some(path) = &upgrade.backup {
-        progress(Event::Step("backup before the upgrade"));
-        if let Err(e) = backup::backup(client, namespace, path, ui).await {
-            lock.release().await;
-            return Err(Error::not_healthy(
-                format!("the backup before the upgrade failed, so nothing was upgraded: {e}"),
-                "fix what stopped the backup (`paperclipctl backup` shows it), or upgrade with \
-                 --no-backup at your own risk",
-            ));
+    transaction::run_release(client, upgrade.release, async |tx| {
+        if let Some(path) = &upgrade.backup {
+            progress(Event::Step("backup before the upgrade"));
+            if let Err(e) = backup::backup(client, namespace, path, ui).await {
+                return Err(Error::not_healthy(
+                    format!("the backup before the upgrade failed, so nothing was upgraded: {e}"),
+                    "fix what stopped the backup (`paperclipctl backup` shows it), or upgrade with \
+                     --no-backup at your own risk",
+                ));
+            }
+            progress(Event::Note(&format!(
+                "backup written to {}",
+                path.display()
+            )));
         }
-        progress(Event::Note(&format!(
-            "backup written to {}",
-            path.display()
-        )));
-    }
-    let mut changes = vec![namespace_change];
-    let deployed = install::deploy(
-        client,
-        upgrade.release,
-        &values,
-        upgrade.timeout,
-        progress,
-        &mut changes,
-    )
-    .await;
-    let revision = install::record(
-        client,
-        upgrade.profile,
-        upgrade.release,
-        "upgrade",
-        &deployed,
-    )
-    .await;
-    let outcome = match deployed {
-        Ok(deployed) => revision.map(|revision| Outcome::Upgraded {
-            summary: Summary::deployed(changes, revision, deployed),
-            backup: upgrade.backup.clone(),
-        }),
-        Err(cause) => Err(recover(client, upgrade, previous, &cause, progress).await),
-    };
-    lock.release().await;
-    outcome
+        let deployed = tx
+            .deploy(
+                upgrade.profile,
+                upgrade.release,
+                Action::Upgrade,
+                upgrade.timeout,
+                progress,
+            )
+            .await?;
+        match deployed {
+            Deployed::Ready(summary) => Ok(Outcome::Upgraded {
+                summary,
+                backup: upgrade.backup.clone(),
+            }),
+            Deployed::Failed(cause) => Err(recover(tx, upgrade, previous, &cause, progress).await),
+        }
+    })
+    .await
 }
 
-/// After a failed upgrade: the diagnostics file first (the rollback replaces the failing pods),
-/// then the previous revision deployed again. Returns the error the user reads.
+/// After a failed upgrade, still in its transaction: the diagnostics file first (the rollback
+/// replaces the failing pods), then the previous revision deployed again. Returns the error the
+/// user reads.
 async fn recover(
-    client: &kube::Client,
+    tx: &Transaction<'_>,
     upgrade: &Upgrade<'_>,
     previous: &Record,
     cause: &Error,
     progress: &(dyn Fn(Event<'_>) + Sync),
 ) -> Error {
+    let client = tx.client();
     let namespace = upgrade.release.namespace.as_str();
     let image = &upgrade.profile.app.image;
     progress(Event::Step("collecting diagnostics"));
@@ -184,15 +182,15 @@ async fn recover(
                 "rolling back to revision {}",
                 previous.revision
             )));
-            let trusted = release::verify(client, namespace, previous).await;
-            let prepared = match trusted {
-                Ok(()) => rollback::prepare(client, profile).await,
-                Err(e) => Err(e),
-            };
-            let deployed = match prepared {
-                Ok(prepared) => {
-                    let (revision, timeout) = (previous.revision, upgrade.timeout);
-                    rollback::deploy(client, profile, &prepared, revision, timeout, progress).await
+            let deployed = match release::verify(client, namespace, previous).await {
+                Ok(()) => {
+                    let release = render::render(profile);
+                    let action = Action::Rollback {
+                        to: previous.revision,
+                    };
+                    tx.deploy(profile, &release, action, upgrade.timeout, progress)
+                        .await
+                        .and_then(Deployed::into_result)
                 }
                 Err(e) => Err(e),
             };

@@ -298,23 +298,44 @@ fn deployment_ready(d: &Deployment) -> Readiness {
 }
 
 fn external_secret_ready(es: &DynamicObject) -> Readiness {
-    let conditions = es
-        .data
-        .pointer("/status/conditions")
-        .and_then(|c| c.as_array())
-        .cloned()
-        .unwrap_or_default();
-    let ready = conditions.iter().find(|c| c["type"] == "Ready");
-    match ready {
-        Some(c) if c["status"] == "True" => Readiness::Ready,
-        Some(c) => Readiness::NotYet(format!(
-            "{}: {}",
-            c["reason"].as_str().unwrap_or("not ready"),
-            c["message"].as_str().unwrap_or_default()
-        )),
-        None => {
+    match external_secret_synced(&es.data) {
+        Synced::Yes { .. } => Readiness::Ready,
+        Synced::No { reason, message } => {
+            Readiness::NotYet(format!("{}: {message}", reason.unwrap_or("not ready")))
+        }
+        Synced::Unknown => {
             Readiness::NotYet("not synced yet (is the External Secrets controller running?)".into())
         }
+    }
+}
+
+/// Whether an ExternalSecret (its JSON) synced, by its Ready condition: the one definition the
+/// waits and `status` share.
+pub enum Synced<'a> {
+    /// Synced; the condition's message says what.
+    Yes { message: &'a str },
+    No {
+        reason: Option<&'a str>,
+        message: &'a str,
+    },
+    /// No Ready condition yet: the controller has not looked at it.
+    Unknown,
+}
+
+pub fn external_secret_synced(data: &serde_json::Value) -> Synced<'_> {
+    let ready = data
+        .pointer("/status/conditions")
+        .and_then(|c| c.as_array())
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"));
+    match ready {
+        Some(c) if c["status"] == "True" => Synced::Yes {
+            message: c["message"].as_str().unwrap_or_default(),
+        },
+        Some(c) => Synced::No {
+            reason: c["reason"].as_str(),
+            message: c["message"].as_str().unwrap_or_default(),
+        },
+        None => Synced::Unknown,
     }
 }
 

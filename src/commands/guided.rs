@@ -15,8 +15,7 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, ListParams};
 use serde_json::json;
 
-use super::install;
-use super::plan::{self as show, Planned};
+use super::preview::{self as show, Planned};
 use crate::cli::Global;
 use crate::cluster;
 use crate::error::{Error, Result};
@@ -82,7 +81,7 @@ pub fn run(global: &Global, ui: &Ui) -> Result<Option<Chosen>> {
         release,
         checks,
     };
-    ui.note(&show::text(ui, &planned, &install::plan(&planned)));
+    ui.note(&show::text(ui, &planned, &show::plan(&planned)));
     let path = save(&planned.loaded.profile)?;
     let shown = path.display();
     ui.note(&format!(

@@ -1,6 +1,10 @@
-//! One module per verb. Each is thin: load the profile, build a plan, hand it to the printer.
+//! One module per verb, each thin: arguments → core → report. Verbs do not import each other;
+//! what several share is beside them: `session` (the connected cluster and progress of a command
+//! that changes a release), `checks` (what a deploying run makes sure of before its first
+//! write), `report` (health, changes, findings) and `preview` (the install plan).
 
 mod backup;
+mod checks;
 mod completions;
 mod guided;
 mod history;
@@ -8,9 +12,12 @@ pub mod image;
 mod install;
 mod man;
 mod plan;
+mod preview;
 mod profile;
+mod report;
 mod restore;
 mod rollback;
+mod session;
 mod ssh;
 mod status;
 mod uninstall;

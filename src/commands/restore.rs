@@ -1,11 +1,13 @@
 //! `paperclipctl restore`: puts an archive written by `backup` back, after checking every part,
 //! naming the cluster and namespace it will replace, and a confirmation.
 
+use super::session::Session;
 use crate::backup::{self, restore::Target};
 use crate::cli::{Global, RestoreArgs};
-use crate::cluster::{self, lock::Lock};
+use crate::cluster::apply;
 use crate::error::{Error, Result};
-use crate::render::{self, Object};
+use crate::render::{self, Object, meta};
+use crate::transaction;
 use crate::ui::Ui;
 
 pub fn run(global: &Global, args: &RestoreArgs, ui: &Ui) -> Result<()> {
@@ -42,7 +44,11 @@ pub fn run(global: &Global, args: &RestoreArgs, ui: &Ui) -> Result<()> {
         manifest.tables.len()
     );
     if args.dry_run {
-        ui.print(&format!("{header}A restore would:\n{}", numbered.concat()))?;
+        let against = super::block_on(against(global, &namespace, ui))?;
+        ui.print(&format!(
+            "{header}{against}A restore would:\n{}",
+            numbered.concat()
+        ))?;
         return Ok(());
     }
     let release = render::render(&loaded.profile);
@@ -55,8 +61,9 @@ pub fn run(global: &Global, args: &RestoreArgs, ui: &Ui) -> Result<()> {
         })?;
     ui.note(&header);
     super::block_on(async {
-        let cluster =
-            cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref()).await?;
+        let session =
+            Session::connect(global, global.context.as_deref(), namespace.clone(), ui).await?;
+        let cluster = &session.cluster;
         let place = format!(
             "namespace {namespace} on cluster {} ({})",
             cluster.context.as_deref().unwrap_or("in-cluster"),
@@ -67,8 +74,7 @@ pub fn run(global: &Global, args: &RestoreArgs, ui: &Ui) -> Result<()> {
         ));
         confirm(global, ui, &place)?;
         let client = &cluster.client;
-        let lock = Lock::acquire(client, &namespace).await?;
-        let restored = async {
+        transaction::run(client, &namespace, async |_| {
             if args.no_safety_backup {
                 ui.note("no safety backup (--no-safety-backup): what is there now is replaced");
             } else {
@@ -100,10 +106,8 @@ pub fn run(global: &Global, args: &RestoreArgs, ui: &Ui) -> Result<()> {
                 timeout: args.timeout,
             };
             backup::restore(&target, &manifest, dir.path(), ui).await
-        }
-        .await;
-        lock.release().await;
-        restored?;
+        })
+        .await?;
         ui.print(&format!(
             "Restored {} into {place}: {} table(s) with the recorded row counts.\n",
             args.archive.display(),
@@ -111,6 +115,46 @@ pub fn run(global: &Global, args: &RestoreArgs, ui: &Ui) -> Result<()> {
         ))?;
         Ok(())
     })
+}
+
+/// What a restore's dry run finds on the cluster, as the run would before its first write: the
+/// lock is free (held, it fails as the run would) and the app is there to take the files.
+/// Offline it is empty, and stderr says so.
+async fn against(global: &Global, namespace: &str, ui: &Ui) -> Result<String> {
+    let connected = Session::connect(global, global.context.as_deref(), namespace.into(), ui);
+    let session = match connected.await {
+        Ok(session) => session,
+        Err(e) => {
+            ui.note(&format!(
+                "offline: {e}\nThe archive was checked; the cluster was not."
+            ));
+            return Ok(String::new());
+        }
+    };
+    let client = session.client();
+    transaction::ensure_free(client, namespace).await?;
+    let app = apply::get(client, "Deployment", meta::APP_NAME, Some(namespace)).await?;
+    let place = format!(
+        "namespace {namespace} on cluster {} ({})",
+        session.cluster.context.as_deref().unwrap_or("in-cluster"),
+        session.cluster.server
+    );
+    let replicas = app.map(|d| d.data["spec"]["replicas"].as_i64().unwrap_or(1));
+    let app = match replicas {
+        Some(replicas) => format!(
+            "Deployment/{} runs {replicas} replica(s) and is scaled back to {} after the load",
+            meta::APP_NAME,
+            replicas.max(1)
+        ),
+        None => format!(
+            "there is no Deployment/{} to put the files into: a restore would stop there \
+             (install the release first)",
+            meta::APP_NAME
+        ),
+    };
+    Ok(format!(
+        "Against {place}: the release lock is free; {app}.\n"
+    ))
 }
 
 /// Asks at a terminal; without one, `--yes` must say it.

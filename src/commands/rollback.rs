@@ -2,25 +2,24 @@
 
 use serde_json::json;
 
-use super::install::{health_json, health_lines};
-use super::upgrade::{change_lines, change_list};
+use super::report::{change_lines, change_list, health_json, health_lines};
+use super::session::Session;
 use crate::cli::{Global, Output, RollbackArgs};
-use crate::cluster;
 use crate::error::Result;
 use crate::install;
 use crate::release;
 use crate::rollback;
 use crate::status;
+use crate::transaction::{self, Action};
 use crate::ui::Ui;
-use crate::ui::progress::{Event, Progress};
+use crate::ui::progress::Event;
 
 pub fn run(global: &Global, args: &RollbackArgs, ui: &Ui) -> Result<()> {
     let namespace = super::namespace(global)?;
-    let progress = Progress::new(ui);
     super::block_on(async {
-        let cluster =
-            cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref()).await?;
-        let client = &cluster.client;
+        let session =
+            Session::connect(global, global.context.as_deref(), namespace.clone(), ui).await?;
+        let (client, progress) = (session.client(), &session.progress);
         let history = release::history(client, &namespace).await?;
         if history.is_empty() {
             return Err(status::not_installed(&namespace));
@@ -66,19 +65,18 @@ pub fn run(global: &Global, args: &RollbackArgs, ui: &Ui) -> Result<()> {
             ))?;
             return Ok(());
         }
-        let (lock, _, values) = install::take_lock(client, profile, release, values).await?;
-        let prepared = (release.clone(), values);
         progress.event(Event::Step(&format!("rolling back to {heading}")));
-        let deployed = rollback::deploy(
-            client,
-            profile,
-            &prepared,
-            target.revision,
-            args.timeout,
-            &|e| progress.event(e),
-        )
+        let action = Action::Rollback {
+            to: target.revision,
+        };
+        let deployed = transaction::run_release(client, release, async |tx| {
+            tx.deploy(profile, release, action, args.timeout, &|e| {
+                progress.event(e)
+            })
+            .await?
+            .into_result()
+        })
         .await;
-        lock.release().await;
         progress.finish();
         let summary = deployed?;
         let text = match ui.output {

@@ -149,12 +149,15 @@ fn replace_privately(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     let mut file = tempfile::Builder::new()
         .prefix(".config.paperclipctl-")
         .permissions(std::fs::Permissions::from_mode(0o600))
-        .tempfile_in(dir)?;
-    file.write_all(bytes)?;
-    file.as_file().sync_all()?;
+        .tempfile_in(dir)
+        .map_err(Error::writing(dir))?;
+    file.write_all(bytes).map_err(Error::writing(path))?;
+    file.as_file().sync_all().map_err(Error::writing(path))?;
     file.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))?;
-    file.persist(path).map_err(|e| Error::Output(e.error))?;
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(Error::writing(path))?;
+    file.persist(path)
+        .map_err(|e| Error::writing(path)(e.error))?;
     Ok(())
 }
 
@@ -172,7 +175,7 @@ fn write_config(block: &str, yes: bool, ui: &Ui) -> Result<()> {
     let existing = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(Error::Output(e)),
+        Err(e) => return Err(Error::reading(&path)(e)),
     };
     let updated = ssh::update_config(&existing, block);
     if updated == existing {
@@ -199,9 +202,10 @@ fn write_config(block: &str, yes: bool, ui: &Ui) -> Result<()> {
         }
     }
     if !dir.exists() {
-        std::fs::create_dir_all(&dir)?;
+        std::fs::create_dir_all(&dir).map_err(Error::writing(&dir))?;
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(Error::writing(&dir))?;
     }
     replace_privately(&path, updated.as_bytes())?;
     ui.note(&format!(

@@ -1,13 +1,13 @@
 //! `paperclipctl uninstall`: delete the release in reverse wave order, keeping its data unless
 //! `--purge` (confirmed) says otherwise.
 
+use super::session::Session;
 use crate::cli::{Global, UninstallArgs};
-use crate::cluster;
-use crate::cluster::lock::Lock;
 use crate::error::{Error, Result};
 use crate::render;
+use crate::transaction;
 use crate::ui::Ui;
-use crate::ui::progress::{Event, Progress};
+use crate::ui::progress::Event;
 use crate::uninstall::{self, Found, Inventory};
 
 pub fn run(global: &Global, args: &UninstallArgs, ui: &Ui) -> Result<()> {
@@ -21,12 +21,23 @@ pub fn run(global: &Global, args: &UninstallArgs, ui: &Ui) -> Result<()> {
              records may be deleted",
         ));
     }
-    let progress = Progress::new(ui);
     super::block_on(async {
-        let cluster =
-            cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref()).await?;
-        progress.event(Event::Note(&format!("connected to {}", cluster.server)));
-        let client = &cluster.client;
+        let connected = Session::connect(global, global.context.as_deref(), namespace.clone(), ui);
+        let session = match connected.await {
+            Ok(session) => session,
+            Err(e) if args.dry_run => {
+                ui.note(&format!(
+                    "offline: {e}\nWhat follows is what the profile renders, not what the \
+                     cluster holds; an uninstall deletes only what it finds there."
+                ));
+                let rendered = uninstall::planned(&release)?;
+                return ui
+                    .print(&dry_run(&rendered, &namespace, args.purge))
+                    .map_err(Error::Output);
+            }
+            Err(e) => return Err(e),
+        };
+        let (client, progress) = (session.client(), &session.progress);
         let found = uninstall::inventory(client, &release).await?;
         if args.dry_run {
             progress.finish();
@@ -44,12 +55,13 @@ pub fn run(global: &Global, args: &UninstallArgs, ui: &Ui) -> Result<()> {
             progress.finish();
             return ui.print("nothing was deleted\n").map_err(Error::Output);
         }
-        let lock = Lock::acquire(client, &namespace).await?;
-        progress.event(Event::Step("deleting in reverse wave order"));
         let order: Vec<&Found> = found.to_delete(args.purge).collect();
-        let deleted = uninstall::delete(client, &order, args.timeout, &|e| progress.event(e)).await;
-        lock.release().await;
-        deleted?;
+        transaction::run(client, &namespace, async |_| {
+            progress.event(Event::Step("deleting in reverse wave order"));
+            uninstall::delete(client, &order, args.timeout, &|e| progress.event(e)).await
+        })
+        .await?;
+        // After the transaction: the lock's Lease lives in the namespace it may delete.
         let namespace_kept = match (args.purge, found.own_namespace) {
             (false, _) => None,
             (true, false) => Some(Err("paperclipctl did not create it".to_string())),

@@ -2,20 +2,20 @@
 
 use serde_json::json;
 
-use super::install::{self as installing, health_json, health_lines};
+use super::checks::{self, check};
+use super::report::{change_lines, change_list, health_json, health_lines};
+use super::session::Session;
 use crate::backup;
 use crate::cli::{Global, Output, UpgradeArgs};
-use crate::cluster;
 use crate::cluster::apply::Change;
-use crate::cluster::lock::Lock;
 use crate::error::{Error, Result};
 use crate::image;
-use crate::install::{self, Summary};
+use crate::install::{self, Generated, Summary};
 use crate::profile::types::ImageRef;
 use crate::release;
 use crate::render;
 use crate::ui::Ui;
-use crate::ui::progress::{Event, Progress};
+use crate::ui::progress::Event;
 use crate::upgrade::{self, Outcome, Upgrade};
 
 pub fn run(global: &Global, args: &UpgradeArgs, ui: &Ui) -> Result<()> {
@@ -29,31 +29,18 @@ pub fn run(global: &Global, args: &UpgradeArgs, ui: &Ui) -> Result<()> {
                 )
             })?;
     }
-    installing::lint(&render::render(&loaded.profile), ui)?;
-    let progress = Progress::new(ui);
+    checks::lint(&render::render(&loaded.profile), ui)?;
+    let namespace = loaded.profile.namespace.to_string();
     super::block_on(async {
-        let cluster =
-            cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref()).await?;
-        let client = &cluster.client;
-        progress.event(Event::Note(&format!("connected to {}", cluster.server)));
-        let namespace = loaded.profile.namespace.to_string();
-        let history = release::history(client, &namespace).await?;
+        let session = Session::connect(global, global.context.as_deref(), namespace, ui).await?;
+        let (client, namespace, progress) =
+            (session.client(), &session.namespace, &session.progress);
+        let history = release::history(client, namespace).await?;
         // Checked before preflight: there must be a deployed revision to come back to.
-        let previous = upgrade::rollback_point(&history, &namespace)?;
-        Lock::check_free(client, &namespace).await?;
-        let auth = installing::registry_auth()?;
-        let loaded = installing::pin_shell(client, &loaded, &auth, &progress).await?;
-        let checked = render::render(&loaded.profile);
-        installing::preflight(
-            client,
-            &loaded.profile,
-            &checked,
-            &auth,
-            &args.ignore_preflight,
-            ui,
-        )
-        .await?;
-        let mut profile = loaded.profile;
+        let previous = upgrade::rollback_point(&history, namespace)?;
+        let checked = check(&session, &loaded, &args.ignore_preflight).await?;
+        let auth = checked.auth;
+        let mut profile = checked.loaded.profile;
         let running = previous.applied.as_ref().map(|p| &p.app.image);
         match running.filter(|running| args.to.is_none() && same_image(running, &profile.app.image))
         {
@@ -75,10 +62,11 @@ pub fn run(global: &Global, args: &UpgradeArgs, ui: &Ui) -> Result<()> {
         let backup = match (&args.backup_file, args.no_backup) {
             (_, true) => None,
             (Some(path), false) => Some(path.clone()),
-            (None, false) => Some(backup::new_archive_path(&namespace, Some("pre-upgrade"))?),
+            (None, false) => Some(backup::new_archive_path(namespace, Some("pre-upgrade"))?),
         };
         if args.dry_run {
-            let values = install::values(client, &profile, &release).await?;
+            let values =
+                install::values(client, &profile, &release, Generated::Placeholder).await?;
             let changes = install::changes(client, &release, &values).await?;
             progress.finish();
             let text = match ui.output {
@@ -93,7 +81,7 @@ pub fn run(global: &Global, args: &UpgradeArgs, ui: &Ui) -> Result<()> {
                     }))? + "\n"
                 }
                 Output::Text | Output::Yaml => {
-                    dry_run_text(&namespace, previous, &profile, &changes, &backup, args)
+                    dry_run_text(namespace, previous, &profile, &changes, &backup, args)
                 }
             };
             return Ok(ui.print(&text)?);
@@ -125,7 +113,7 @@ pub fn run(global: &Global, args: &UpgradeArgs, ui: &Ui) -> Result<()> {
             (Outcome::UpToDate(summary), _) => format!(
                 "Paperclip in namespace {namespace} already runs {}: nothing changed.\n{}",
                 profile.app.image,
-                health_lines(&namespace, summary)
+                health_lines(namespace, summary)
             ),
             (Outcome::Upgraded { summary, backup }, _) => {
                 let mut out = format!(
@@ -136,7 +124,7 @@ pub fn run(global: &Global, args: &UpgradeArgs, ui: &Ui) -> Result<()> {
                 if let Some(path) = backup {
                     out.push_str(&format!("Backup taken before: {}\n", path.display()));
                 }
-                out.push_str(&health_lines(&namespace, summary));
+                out.push_str(&health_lines(namespace, summary));
                 if args.to.is_some() {
                     out.push_str(
                         "Set app.image in the profile to this image to keep it: `install` \
@@ -173,27 +161,6 @@ fn result_json(
         "changes": change_list(&summary.changes),
         "health": health_json(&summary.health),
     })
-}
-
-pub(super) fn change_list(changes: &[(String, Change)]) -> Vec<serde_json::Value> {
-    changes
-        .iter()
-        .map(|(id, c)| json!({"object": id, "change": c.as_str()}))
-        .collect()
-}
-
-/// The changed objects, one per line; `none` when every object is as it is on the cluster.
-pub(super) fn change_lines(changes: &[(String, Change)]) -> String {
-    let changed: Vec<String> = changes
-        .iter()
-        .filter(|(_, c)| *c != Change::Unchanged)
-        .map(|(id, c)| format!("    {id} {}\n", c.describe()))
-        .collect();
-    if changed.is_empty() {
-        "    none: the cluster already runs this\n".to_string()
-    } else {
-        changed.concat()
-    }
 }
 
 fn dry_run_text(

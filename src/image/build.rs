@@ -151,7 +151,7 @@ async fn built(docker: &Docker, tag: &str) -> Result<(String, Platform), ImageEr
             tag: tag.to_string(),
             message: "the builder reported success but the engine has no image under the tag"
                 .into(),
-            help: None,
+            help: Some("list the engine's images (`docker images`) and build again".into()),
         })
 }
 

@@ -95,6 +95,15 @@ pub enum ImageError {
         help: String,
     },
 
+    /// The cluster could not be asked what the image must offer (the nodes' platforms).
+    #[error("{message}")]
+    #[diagnostic(code(paperclipctl::image::cluster))]
+    Cluster {
+        message: String,
+        #[help]
+        help: Option<String>,
+    },
+
     #[error("{message}")]
     #[diagnostic(code(paperclipctl::image::input))]
     Input {

@@ -90,7 +90,7 @@ pub async fn placement_platforms(
     let nodes = Api::<Node>::all(client.clone())
         .list(&ListParams::default().labels(&selector))
         .await
-        .map_err(|e| ImageError::Input {
+        .map_err(|e| ImageError::Cluster {
             message: format!("cannot list the nodes to find their platform: {e}"),
             help: Some(
                 "pass --platform (e.g. linux/amd64) to build without asking the cluster".into(),

@@ -60,7 +60,7 @@ pub async fn push(
 ) -> Result<Pushed, ImageError> {
     let reference = Reference::from_str(&image.reference).map_err(|e| ImageError::Input {
         message: format!("invalid image reference {}: {e}", image.reference),
-        help: None,
+        help: Some("fix the registry or repository given (--registry, or shell.image)".into()),
     })?;
     let client = registry.client(&reference);
     let auth = registry.auth();

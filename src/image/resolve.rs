@@ -146,9 +146,9 @@ fn pinned(tagged: &str, digest: String) -> Result<Pinned, ImageError> {
     Ok(Pinned {
         reference: format!("{tagged}@{digest}")
             .parse()
-            .map_err(|e| ImageError::Input {
-                message: format!("the registry answered digest {digest:?} for {tagged}: {e}"),
-                help: None,
+            .map_err(|e| ImageError::Registry {
+                reference: tagged.to_string(),
+                message: format!("it answered digest {digest:?}, which is not one: {e}"),
             })?,
         digest,
     })

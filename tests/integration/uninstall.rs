@@ -26,7 +26,7 @@ async fn uninstall(namespace: &str, extra: &[&str]) -> Output {
 }
 
 /// `Kind/name` of every object labelled managed-by=paperclipctl in `namespace`.
-async fn labelled(namespace: &str) -> Vec<String> {
+pub(crate) async fn labelled(namespace: &str) -> Vec<String> {
     let client = Harness::shared().client().await;
     let mut found = Vec::new();
     for (group, version, kind, plural) in RELEASE_KINDS {

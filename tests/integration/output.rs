@@ -1,0 +1,140 @@
+//! The human output of the read-only views and of each dry run, pinned as snapshots: what a
+//! user reads changes only on purpose. What differs between runs (namespaces, addresses,
+//! digests, times, sizes, paths) is redacted.
+
+use std::process::Output;
+
+use crate::harness::registry::fixture_images;
+use crate::install::{Installed, LLM_KEY, installed_with_instance, text, with_profile};
+
+/// Runs `paperclipctl VERB` on the release as an operator would.
+async fn run(release: &Installed, verb: &str, extra: &[&str]) -> Output {
+    let backups = release.home.path().join("backups");
+    with_profile(
+        &release.setup,
+        verb,
+        extra,
+        &[
+            ("PAPERCLIPCTL_BACKUP_DIR", backups.to_str().unwrap()),
+            ("PAPERCLIP_LITELLM_KEY", LLM_KEY),
+        ],
+    )
+    .await
+}
+
+/// Settings that redact what differs between runs of the same test.
+fn redactions(release: &Installed) -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(&regex_escape(&release.setup.project.slug), "[project]");
+    settings.add_filter(&regex_escape(&release.setup.namespace), "[namespace]");
+    // Whether the host's disk is nearly full, and how much memory other tests' pods left free.
+    settings.add_filter(r"(?m)^warning: the volume at .* full.*\n", "");
+    settings.add_filter(r"\(\d+(\.\d+)?Gi free\)", "([size] free)");
+    settings.add_filter(r"sha256:[0-9a-f]{64}", "sha256:[digest]");
+    settings.add_filter(r"\b[0-9a-f]{12}\b", "[short-digest]");
+    settings.add_filter(
+        r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})",
+        "[time]",
+    );
+    settings.add_filter(r"https://127\.0\.0\.1:\d+/?", "[server]");
+    settings.add_filter(r"127\.0\.0\.1:\d+", "[registry]");
+    settings.add_filter(r"\b(\d{1,3}\.){3}\d{1,3}\b", "[ip]");
+    settings.add_filter(r"/tmp/[^\s)]+", "[path]");
+    settings.add_filter(r"paperclip-[a-z0-9]+-[a-z0-9]{5}\b", "[pod]");
+    settings.add_filter(r"\b\d+(\.\d+)? ?(B|KiB|MiB|GiB|TiB|kB|MB|GB)\b", "[size]");
+    settings.add_filter(r"\b\d+(\.\d+)?%", "[percent]");
+    settings.add_filter(r"\(\d+ bytes\)", "([size])");
+    settings.add_filter(r"\b\d+[smhd]\b", "[age]");
+    settings
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let special = "\\.+*?()|[]{}^$#&-~".contains(c);
+            special.then_some('\\').into_iter().chain([c])
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn status_history_and_every_dry_run_read_as_before() {
+    let release = installed_with_instance("snapshots").await;
+    let target = fixture_images().await.amd64_only;
+    let settings = redactions(&release);
+    // Tables pad their columns to the widest value, which redaction changed.
+    let mut tables = settings.clone();
+    tables.add_filter(r"(\S)  +", "$1  ");
+    let views: [(&str, &str, Vec<&str>); 6] = [
+        ("status", "status", vec![]),
+        ("history", "history", vec![]),
+        ("install-dry-run", "install", vec!["--dry-run"]),
+        (
+            "upgrade-dry-run",
+            "upgrade",
+            vec!["--to", &target, "--no-backup", "--dry-run"],
+        ),
+        ("rollback-dry-run", "rollback", vec!["1", "--dry-run"]),
+        ("uninstall-dry-run", "uninstall", vec!["--dry-run"]),
+    ];
+    for (name, verb, extra) in views {
+        let out = run(&release, verb, &extra).await;
+        assert!(out.status.success(), "{verb}: {}", text(&out.stderr));
+        let settings = if verb == "history" {
+            &tables
+        } else {
+            &settings
+        };
+        settings.bind(|| insta::assert_snapshot!(name, text(&out.stdout)));
+    }
+    // A restore's dry run, of an archive of this very release.
+    let archive = release.home.path().join("snapshot.tar.zst");
+    let archive = archive.to_str().unwrap();
+    let backed_up = run(&release, "backup", &["--file", archive]).await;
+    assert!(backed_up.status.success(), "{}", text(&backed_up.stderr));
+    let out = run(&release, "restore", &[archive, "--dry-run"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    settings.bind(|| insta::assert_snapshot!("restore-dry-run", text(&out.stdout)));
+
+    // Preflight's table, as `install --dry-run` prints it on stderr before the plan.
+    let out = run(&release, "install", &["--dry-run"]).await;
+    let stderr = text(&out.stderr);
+    let table: String = stderr
+        .lines()
+        .skip_while(|l| !l.starts_with("STATUS"))
+        .take_while(|l| !l.is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(!table.is_empty(), "no preflight table in:\n{stderr}");
+    tables.bind(|| insta::assert_snapshot!("preflight", table));
+}
+
+#[test]
+fn the_plan_reads_as_before() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_paperclipctl"))
+        .args(["plan", "--profile", "frank"])
+        .env_remove("PAPERCLIPCTL_PROFILE")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    insta::assert_snapshot!("plan-frank", text(&output.stdout));
+}
+
+#[test]
+fn an_uninstall_dry_run_without_a_cluster_previews_what_the_profile_renders() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_paperclipctl"))
+        .args(["uninstall", "--profile", "frank", "--dry-run"])
+        .env_remove("PAPERCLIPCTL_PROFILE")
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("offline: ") && stderr.contains("not what the cluster holds"),
+        "the preview says it is offline: {stderr}"
+    );
+    insta::assert_snapshot!("uninstall-dry-run-offline", text(&output.stdout));
+}
