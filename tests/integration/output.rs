@@ -9,7 +9,7 @@ use crate::install::{Installed, LLM_KEY, installed_with_instance, text, with_pro
 
 /// Runs `paperclipctl VERB` on the release as an operator would.
 async fn run(release: &Installed, verb: &str, extra: &[&str]) -> Output {
-    let backups = release.home.path().join("backups");
+    let backups = release.app.home.path().join("backups");
     with_profile(
         &release.setup,
         verb,
@@ -88,7 +88,7 @@ async fn status_history_and_every_dry_run_read_as_before() {
         settings.bind(|| insta::assert_snapshot!(name, text(&out.stdout)));
     }
     // A restore's dry run, of an archive of this very release.
-    let archive = release.home.path().join("snapshot.tar.zst");
+    let archive = release.app.home.path().join("snapshot.tar.zst");
     let archive = archive.to_str().unwrap();
     let backed_up = run(&release, "backup", &["--file", archive]).await;
     assert!(backed_up.status.success(), "{}", text(&backed_up.stderr));

@@ -11,6 +11,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::harness::Harness;
+use crate::harness::apps::Health;
 use crate::harness::registry::fixture_images;
 use crate::install::{Installed, LLM_KEY, install, installed, setup, text, versions, with_profile};
 use crate::uninstall::labelled;
@@ -19,7 +20,7 @@ const HOLDER: &str = "paperclipctl@elsewhere/7";
 
 /// Runs `paperclipctl VERB` on the release as an operator would.
 async fn run(release: &Installed, verb: &str, extra: &[&str]) -> Output {
-    let backups = release.home.path().join("backups");
+    let backups = release.app.home.path().join("backups");
     with_profile(
         &release.setup,
         verb,
@@ -120,9 +121,8 @@ async fn every_mutating_verb_refuses_while_another_run_holds_the_lock() {
 async fn each_dry_run_names_exactly_what_the_real_run_then_changes() {
     // Install: the dry run against the cluster names what the install then creates.
     let setup = setup("tx-preview", None).await;
-    let home = tempfile::tempdir().unwrap();
-    let exec = Harness::shared()
-        .serve_app_exec(&setup.namespace, &home.path().join("paperclip"))
+    let app = Harness::shared()
+        .kwok_app(&setup.namespace, Health::Ok)
         .await;
     let env = [("PAPERCLIP_LITELLM_KEY", LLM_KEY)];
     let before = versions(&setup.namespace).await;
@@ -145,8 +145,7 @@ async fn each_dry_run_names_exactly_what_the_real_run_then_changes() {
     );
     let release = Installed {
         setup,
-        home,
-        exec,
+        app,
         run: installing,
     };
     let ns = release.setup.namespace.as_str();
