@@ -24,9 +24,9 @@ use crate::harness::Harness;
 use crate::install::{Setup, setup, text};
 
 /// What the journey needs from the harness, or why it cannot run.
-struct RealNode {
+pub(crate) struct RealNode {
     node: String,
-    image: String,
+    pub(crate) image: String,
     previous_image: String,
     postgres_image: String,
     bitnami_image: String,
@@ -34,7 +34,7 @@ struct RealNode {
 }
 
 impl RealNode {
-    fn from_harness(h: &Harness) -> Result<RealNode, String> {
+    pub(crate) fn from_harness(h: &Harness) -> Result<RealNode, String> {
         let var = |key: &str| {
             std::env::var(key)
                 .ok()
@@ -55,7 +55,7 @@ impl RealNode {
 
 /// The profile a user would write for the real node: the harness's images and storage class,
 /// pinned to the node and tolerating its taints.
-async fn profile_file(
+pub(crate) async fn profile_file(
     real: &RealNode,
     setup: &Setup,
     dir: &std::path::Path,
@@ -113,7 +113,7 @@ async fn profile_file(
 }
 
 /// Runs paperclipctl `args` as the user would, with the Infisical identity exported.
-async fn paperclipctl(args: &[&str]) -> Output {
+pub(crate) async fn paperclipctl(args: &[&str]) -> Output {
     crate::install::operator_command()
         .args(args)
         .output()
@@ -121,7 +121,7 @@ async fn paperclipctl(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn ok(run: &Output, what: &str) -> String {
+pub(crate) fn ok(run: &Output, what: &str) -> String {
     let stdout = text(&run.stdout);
     assert!(
         run.status.success(),
@@ -134,7 +134,7 @@ fn ok(run: &Output, what: &str) -> String {
 
 /// The real app, reached the way a user reaches a ClusterIP Service from a laptop: `kubectl
 /// port-forward` to the Deployment, and the signed-in session's cookie.
-struct App {
+pub(crate) struct App {
     forward: tokio::process::Child,
     base: String,
     cookie: Option<String>,
@@ -142,7 +142,7 @@ struct App {
 }
 
 impl App {
-    async fn connect(namespace: &str) -> App {
+    pub(crate) async fn connect(namespace: &str) -> App {
         let mut forward = tokio::process::Command::from(Harness::shared().kubectl())
             .args(["port-forward", "-n", namespace, "deploy/paperclip", ":3100"])
             .stdout(std::process::Stdio::piped())
@@ -177,7 +177,7 @@ impl App {
 
     /// One request with the Host and Origin upstream accepts for the public URL
     /// http://localhost:3100; keeps the session cookie it is given.
-    async fn call(
+    pub(crate) async fn call(
         &mut self,
         method: reqwest::Method,
         path: &str,
@@ -208,7 +208,12 @@ impl App {
         (status, response.bytes().await.unwrap().to_vec())
     }
 
-    async fn json(&mut self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    pub(crate) async fn json(
+        &mut self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
         let body = body.map(|b| ("application/json", serde_json::to_vec(&b).unwrap()));
         let (status, bytes) = self.call(method.clone(), path, body).await;
         assert!(
@@ -227,16 +232,16 @@ impl Drop for App {
 }
 
 /// What the journey created, to be found again after each step.
-struct Data {
+pub(crate) struct Data {
     company: String,
     agent: String,
     asset: String,
 }
 
-const INSTRUCTIONS: &str = "Write the weekly report.";
-const UPLOAD: &[u8] = b"\x89PNG\r\n\x1a\njourney";
+pub(crate) const INSTRUCTIONS: &str = "Write the weekly report.";
+pub(crate) const UPLOAD: &[u8] = b"\x89PNG\r\n\x1a\njourney";
 
-async fn create_data(app: &mut App) -> Data {
+pub(crate) async fn create_data(app: &mut App) -> Data {
     let company = app
         .json(
             reqwest::Method::POST,
@@ -305,7 +310,7 @@ async fn create_data(app: &mut App) -> Data {
 }
 
 /// Signs in again (a new server may have new sessions) and finds everything `data` names.
-async fn assert_data_intact(namespace: &str, data: &Data) {
+pub(crate) async fn assert_data_intact(namespace: &str, data: &Data) {
     let mut app = App::connect(namespace).await;
     sign_in(&mut app).await;
     let companies = app.json(reqwest::Method::GET, "/api/companies", None).await;
@@ -342,9 +347,9 @@ async fn assert_data_intact(namespace: &str, data: &Data) {
     assert!(secrets.to_string().contains("JOURNEY_TOKEN"), "{secrets}");
 }
 
-const ADMIN: (&str, &str) = ("admin@journey.example", "correct-horse-battery-staple-1");
+pub(crate) const ADMIN: (&str, &str) = ("admin@journey.example", "correct-horse-battery-staple-1");
 
-async fn sign_in(app: &mut App) {
+pub(crate) async fn sign_in(app: &mut App) {
     app.json(
         reqwest::Method::POST,
         "/api/auth/sign-in/email",
@@ -536,7 +541,7 @@ async fn a_users_whole_session_with_the_real_paperclip_on_the_real_node() {
 /// Deletes a finished test's namespace: the real node has the machine's two cores, and every
 /// real pod holds its CPU request until it is gone (earlier runs' namespaces are removed by
 /// `tests/run`, but the real node's tests run side by side within one).
-async fn free_the_node(namespace: &str) {
+pub(crate) async fn free_the_node(namespace: &str) {
     use k8s_openapi::api::core::v1::Namespace;
     Api::<Namespace>::all(Harness::shared().client().await)
         .delete(namespace, &DeleteParams::default())

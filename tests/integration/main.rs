@@ -12,6 +12,7 @@ mod profile_errors;
 mod records;
 mod render;
 mod restore;
+mod restore_empty;
 mod secrets;
 mod shell_image;
 mod sidecar;
