@@ -78,6 +78,9 @@ pub struct Manifest {
     /// Which paths of the instance directory are in [`FILES`], which were left out.
     #[serde(default)]
     pub files: Plan,
+    /// Made up for one of Paperclip's own dumps (see [`super::upstream`]), never read from a file.
+    #[serde(skip)]
+    pub upstream_dump: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -98,6 +101,7 @@ impl Manifest {
             tables: BTreeMap::new(),
             master_key_from_env: false,
             files: Plan::default(),
+            upstream_dump: false,
         }
     }
 

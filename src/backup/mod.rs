@@ -16,6 +16,7 @@ pub mod restore;
 mod scratch;
 mod script;
 mod tree;
+pub mod upstream;
 mod volume;
 
 use std::collections::BTreeMap;
@@ -257,7 +258,13 @@ async fn dump(db: &Container<'_>, dir: &Path, manifest: &mut Manifest, ui: &Ui) 
 pub fn open(path: &Path, identities: &[crypt::Identity]) -> Result<(Manifest, tempfile::TempDir)> {
     let dir = scratch::dir()?;
     let manifest = archive::verify(path, dir.path(), identities)?;
-    if let Some((line, command)) = script::first_meta_command(&dir.path().join(DUMP))? {
+    refuse_meta_commands(path, dir.path())?;
+    Ok((manifest, dir))
+}
+
+/// Refuses a dump (in `dir`, from the file at `path`) that holds a psql meta-command.
+fn refuse_meta_commands(path: &Path, dir: &Path) -> Result<()> {
+    if let Some((line, command)) = script::first_meta_command(&dir.join(DUMP))? {
         return Err(Error::usage(
             format!(
                 "{} is not a usable backup: its {DUMP} runs the psql meta-command {command} \
@@ -267,6 +274,15 @@ pub fn open(path: &Path, identities: &[crypt::Identity]) -> Result<(Manifest, te
             "restore only archives written by `pg_dump` through `paperclipctl backup`",
         ));
     }
+    Ok(())
+}
+
+/// Opens one of Paperclip's own dumps (see [`upstream`]) for a restore into `namespace`, checked
+/// as an archive's dump is.
+pub fn open_upstream(path: &Path, namespace: &str) -> Result<(Manifest, tempfile::TempDir)> {
+    let dir = scratch::dir()?;
+    let manifest = upstream::open(path, dir.path(), namespace)?;
+    refuse_meta_commands(path, dir.path())?;
     Ok((manifest, dir))
 }
 

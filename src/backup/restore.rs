@@ -22,7 +22,7 @@ use kube::runtime::wait::{await_condition, conditions};
 
 use super::archive::{DUMP, FILES, INSTANCE_PARTS, Manifest};
 use super::exec::Input;
-use super::{DB_ENV, app_container, bytes_bar, counts, database, release_app_pod};
+use super::{DB_ENV, app_container, bytes_bar, counts, database, release_app_pod, upstream};
 use crate::cluster::{api_error, wait};
 use crate::error::{Error, Result};
 use crate::render::{Object, Wave, meta};
@@ -101,8 +101,13 @@ pub fn steps(manifest: &Manifest, namespace: &str) -> Vec<String> {
             meta::APP_NAME
         ),
         format!(
-            "empty the database and load the dump ({} bytes) in one transaction",
-            manifest.parts.get(DUMP).map_or(0, |p| p.size)
+            "empty the database and load the dump ({} bytes) in one transaction{}",
+            manifest.parts.get(DUMP).map_or(0, |p| p.size),
+            if manifest.upstream_dump {
+                " as the database's superuser (Paperclip's own dump; the instance files stay)"
+            } else {
+                ""
+            }
         ),
         format!(
             "check that the {} table(s) have the recorded row counts",
@@ -131,6 +136,9 @@ pub async fn restore(target: &Target<'_>, manifest: &Manifest, dir: &Path, ui: &
         client, namespace, ..
     } = *target;
     let pods = Api::<Pod>::namespaced(client.clone(), namespace);
+    if manifest.upstream_dump {
+        superuser_at_hand(&database(&pods, namespace), namespace).await?;
+    }
     let app_pod = release_app_pod(client, namespace, "put the instance files back into").await?;
     let container = app_container(&pods, namespace, app_pod);
     // The parts this run began to replace: only those are put back (an older run's leftovers
@@ -242,7 +250,8 @@ pub async fn restore(target: &Target<'_>, manifest: &Manifest, dir: &Path, ui: &
         ));
     }
 
-    if tables != manifest.tables {
+    // Paperclip's own dumps record no row counts.
+    if !manifest.upstream_dump && tables != manifest.tables {
         let differ: Vec<String> = manifest
             .tables
             .iter()
@@ -288,7 +297,7 @@ async fn stop_and_load(
     let loaded = db
         .run_reporting(
             "psql restore",
-            &format!("{DB_ENV}{LOAD_SCRIPT}"),
+            &format!("{}{DB_ENV}{LOAD_SCRIPT}", load_env(manifest)),
             &[EMPTY_SQL, &size.to_string()],
             Input::File {
                 path: &dir.join(DUMP),
@@ -317,6 +326,36 @@ async fn stop_and_load(
         ));
     }
     counts(&db).await
+}
+
+/// What runs before [`DB_ENV`] for a load: the superuser for Paperclip's own dumps.
+fn load_env(manifest: &Manifest) -> &'static str {
+    if manifest.upstream_dump {
+        upstream::SUPERUSER_ENV
+    } else {
+        ""
+    }
+}
+
+/// Fails, before anything is changed, when the database container offers no superuser to load
+/// one of Paperclip's own dumps with.
+async fn superuser_at_hand(db: &super::exec::Container<'_>, namespace: &str) -> Result<()> {
+    let script = format!(
+        r#"{}{DB_ENV}psql -X -tA -v ON_ERROR_STOP=1 -c "$1""#,
+        upstream::SUPERUSER_ENV
+    );
+    let answer = db
+        .output(
+            "checking for a superuser",
+            &script,
+            &[upstream::IS_SUPERUSER_SQL],
+        )
+        .await?;
+    if String::from_utf8_lossy(&answer).trim() == "t" {
+        Ok(())
+    } else {
+        Err(upstream::needs_superuser(namespace))
+    }
 }
 
 /// psql's error lines without what they quote: a failed row's values (`invalid input syntax

@@ -16,7 +16,11 @@ pub fn run(global: &Global, args: &RestoreArgs, ui: &Ui) -> Result<()> {
         Some(file) => backup::crypt::identities(file)?,
         None => Vec::new(),
     };
-    let (manifest, dir) = backup::open(&args.archive, &identities)?;
+    let (manifest, dir) = if backup::upstream::is_upstream_dump(&args.archive) {
+        backup::open_upstream(&args.archive, &namespace)?
+    } else {
+        backup::open(&args.archive, &identities)?
+    };
     if manifest.namespace != namespace && !args.other_namespace {
         return Err(Error::usage(
             format!(
