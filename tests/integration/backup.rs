@@ -323,6 +323,18 @@ async fn backup_and_restore_bring_back_rows_and_the_master_key_and_refuse_a_tamp
     if !instance.join("config.json").exists() {
         std::fs::write(instance.join("config.json"), b"{}").unwrap();
     }
+    let upload = instance.join("data/storage/company-1/upload.png");
+    std::fs::create_dir_all(upload.parent().unwrap()).unwrap();
+    std::fs::write(&upload, b"uploaded bytes").unwrap();
+    // The app's user owns what the app writes.
+    for path in [
+        &instance.join("data"),
+        &instance.join("data/storage"),
+        upload.parent().unwrap(),
+        &upload,
+    ] {
+        std::os::unix::fs::chown(path, Some(1000), Some(1000)).unwrap();
+    }
 
     let archive = home.path().join("backup.tar.zst");
     let archive_arg = archive.to_str().unwrap();
@@ -370,6 +382,7 @@ async fn backup_and_restore_bring_back_rows_and_the_master_key_and_refuse_a_tamp
     // A lost key and table: nothing to keep a safety backup of, so the restore is told so.
     psql(&pods, "DROP TABLE backup_t").await;
     std::fs::remove_file(&key).unwrap();
+    std::fs::remove_dir_all(instance.join("data/storage")).unwrap();
     let refused = run(ns, &["restore", archive_arg, "--yes"]).await;
     let stderr = text(&refused.stderr);
     assert_eq!(refused.status.code(), Some(5), "{stderr}");
@@ -386,6 +399,7 @@ async fn backup_and_restore_bring_back_rows_and_the_master_key_and_refuse_a_tamp
     );
     assert_eq!(psql(&pods, "SELECT count(*) FROM backup_t").await, "250");
     assert_eq!(std::fs::read(&key).unwrap(), MASTER_KEY);
+    assert_eq!(std::fs::read(&upload).unwrap(), b"uploaded bytes");
 
     tamper(&archive);
     psql(&pods, "DELETE FROM backup_t WHERE id > 200").await;
@@ -397,4 +411,44 @@ async fn backup_and_restore_bring_back_rows_and_the_master_key_and_refuse_a_tamp
         "{stderr}"
     );
     assert_eq!(psql(&pods, "SELECT count(*) FROM backup_t").await, "200");
+
+    // An archive whose instance files hold a link out of the instance directory is refused
+    // before anything is touched: rows, key and volume stay as they are.
+    let forged = forged_with_escaping_link(&home.path().join("restored.tar.zst"), ns).await;
+    let refused = run(ns, &["restore", forged.to_str().unwrap(), "--yes"]).await;
+    let stderr = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("pointing outside"), "{stderr}");
+    assert_eq!(psql(&pods, "SELECT count(*) FROM backup_t").await, "200");
+    assert_eq!(std::fs::read(&key).unwrap(), MASTER_KEY);
+    assert!(!instance.join("data/storage/escape").exists());
+}
+
+/// A fresh backup (at `path`) whose instance files were replaced by a tar holding a symbolic
+/// link out of the instance directory, with a manifest that matches, as anyone holding an
+/// archive can write one.
+async fn forged_with_escaping_link(path: &Path, namespace: &str) -> std::path::PathBuf {
+    use paperclipctl::backup::archive::{self, FILES};
+    let taken = run(namespace, &["backup", "-f", path.to_str().unwrap()]).await;
+    assert!(taken.status.success(), "{}", text(&taken.stderr));
+    let (mut manifest, parts) = paperclipctl::backup::open(path, &[]).unwrap();
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Symlink);
+    header.set_size(0);
+    tar.append_link(&mut header, "data/storage/escape", "../../../../../tmp")
+        .unwrap();
+    let files = tar.into_inner().unwrap();
+    std::fs::write(parts.path().join(FILES), &files).unwrap();
+    manifest.parts.insert(FILES.into(), archive::digest(&files));
+    let forged = path.with_file_name("forged.tar.zst");
+    archive::write(
+        &forged,
+        parts.path(),
+        &manifest,
+        &[],
+        &std::sync::atomic::AtomicBool::new(false),
+    )
+    .unwrap();
+    forged
 }
