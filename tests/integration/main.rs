@@ -21,3 +21,4 @@ mod ssh;
 mod status;
 mod uninstall;
 mod upgrade;
+mod upstream_dumps;

@@ -52,7 +52,7 @@ async fn instance_digests(namespace: &str) -> String {
     text(&run.stdout)
 }
 
-async fn install_and_sign_up(profile: &Path, namespace: &str) -> App {
+pub(crate) async fn install_and_sign_up(profile: &Path, namespace: &str) -> App {
     let installed = ok(
         &paperclipctl(&[
             "install",
