@@ -153,8 +153,10 @@ restore_rss=$(tail -n 1 "$work/rss")
 rm -f "$archive"
 pg -c "DROP SCHEMA public CASCADE" -c "CREATE SCHEMA public"
 start=$(now)
+# Not every exec closes the command's stdin at the end of the file: psql reads a counted input.
 kubectl exec -i -n "$ns" "$db_pod" -c postgresql -- \
-  sh -c 'psql -X -q -v ON_ERROR_STOP=1 -1 -f - >/dev/null' <"$work/raw.sql"
+  sh -c 'head -c "$1" | psql -X -q -v ON_ERROR_STOP=1 -1 -f - >/dev/null' sh "$dump_bytes" \
+  <"$work/raw.sql"
 raw_restore_time=$(elapsed "$start" "$(now)")
 rm -f "$work/raw.sql"
 
