@@ -3,11 +3,15 @@
 # 250 MB, 500 MB, then up to SIZE_GB, 1 by default), against a plain
 # `kubectl exec … pg_dump > file` of the same database. For each size it prints the wall times,
 # paperclipctl's throughput (database bytes per second, the size from pg_database_size) and its
-# peak RSS, then whether the peak RSS stayed flat as the database grew. Asserts nothing (times
+# peak RSS, then whether the peak RSS stayed flat as the database grew. At the largest size it
+# then times `restore` of that archive against a raw `kubectl exec -i … psql < dump`, and a
+# backup of a tree of many small files under data/storage (TREE_MB, 1024 by default, 16 KiB
+# files; the table emptied first) against a raw `kubectl exec … tar -cf - data/storage > file`. Asserts nothing (times
 # depend on the machine). Run by hand:
 #
 #   bench/backup.sh                   # release build (cargo build --release), the default
 #   SIZE_GB=2 bench/backup.sh         # grow up to 2 GB
+#   TREE_MB=256 bench/backup.sh       # a smaller tree of uploads
 #   BENCH_PROFILE=debug bench/backup.sh
 #   PAPERCLIPCTL=/path/to/paperclipctl bench/backup.sh
 #
@@ -22,6 +26,7 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 size_gb=${SIZE_GB:-1}
+tree_mb=${TREE_MB:-1024}
 build_binary release
 
 # Peak RSS comes from GNU time's %M.
@@ -127,11 +132,68 @@ for target in $targets; do
     sh -c 'pg_dump --no-owner --no-privileges' >"$work/raw.sql"
   raw_time=$(elapsed "$start" "$(now)")
   dump_bytes=$(stat -c %s "$work/raw.sql")
-  rm -f "$work/raw.sql"
 
   results+=("$db_bytes $backup_time $raw_time $rss_kib $dump_bytes $archive_bytes")
   echo "measured at $((db_bytes / 1000000)) MB" >&2
 done
+
+# --- restore of the largest archive against a raw psql load of the same dump --------------------
+CI=true NO_COLOR=1 "$bin" backup -f "$archive" --profile frank --namespace "$ns" \
+  --kubeconfig "$KUBECONFIG" >/dev/null 2>"$work/backup.err"
+start=$(now)
+CI=true NO_COLOR=1 /usr/bin/time -f %M -o "$work/rss" \
+  "$bin" restore "$archive" --yes --no-safety-backup --profile frank --namespace "$ns" \
+  --kubeconfig "$KUBECONFIG" >"$work/restore.out" 2>"$work/restore.err" || {
+  echo "paperclipctl restore failed:" >&2
+  cat "$work/restore.err" >&2
+  exit 1
+}
+restore_time=$(elapsed "$start" "$(now)")
+restore_rss=$(tail -n 1 "$work/rss")
+rm -f "$archive"
+pg -c "DROP SCHEMA public CASCADE" -c "CREATE SCHEMA public"
+start=$(now)
+# Not every exec closes the command's stdin at the end of the file: psql reads a counted input.
+kubectl exec -i -n "$ns" "$db_pod" -c postgresql -- \
+  sh -c 'head -c "$1" | psql -X -q -v ON_ERROR_STOP=1 -1 -f - >/dev/null' sh "$dump_bytes" \
+  <"$work/raw.sql"
+raw_restore_time=$(elapsed "$start" "$(now)")
+rm -f "$work/raw.sql"
+
+# --- a tree of many small files under data/storage -----------------------------------------------
+# The table is emptied first, so the backup's time is the tree's.
+pg -c "TRUNCATE paperclipctl_bench_rows"
+storage=$instance/data/storage
+files=$((tree_mb * 64))
+mkdir -p "$storage"
+for ((d = 0; d < files / 1000 + 1; d++)); do
+  mkdir -p "$storage/d$d"
+  for ((f = d * 1000; f < (d + 1) * 1000 && f < files; f++)); do
+    head -c 16384 /dev/urandom >"$storage/d$d/f$f"
+  done
+done
+chown -R 1000:1000 "$home"
+tree_bytes=$(du -sb "$storage" | cut -f1)
+app_pod=$(kubectl get pods -n "$ns" -l app.kubernetes.io/component=app \
+  -o jsonpath='{.items[0].metadata.name}')
+start=$(now)
+CI=true NO_COLOR=1 /usr/bin/time -f %M -o "$work/rss" \
+  "$bin" backup -f "$archive" --profile frank --namespace "$ns" --kubeconfig "$KUBECONFIG" \
+  >"$work/backup.out" 2>"$work/backup.err" || {
+  echo "paperclipctl backup with the tree failed:" >&2
+  cat "$work/backup.err" >&2
+  exit 1
+}
+tree_backup_time=$(elapsed "$start" "$(now)")
+tree_rss=$(tail -n 1 "$work/rss")
+tree_archive=$(stat -c %s "$archive")
+rm -f "$archive"
+start=$(now)
+kubectl exec -n "$ns" "$app_pod" -c paperclip -- \
+  sh -c 'cd "${PAPERCLIP_HOME:-/paperclip}/instances/default" && tar -cf - data/storage' \
+  >"$work/raw.tar"
+raw_tree_time=$(elapsed "$start" "$(now)")
+rm -f "$work/raw.tar"
 
 echo "namespace: $ns, database: $database (both deleted on exit)"
 printf '%9s %10s %8s %9s %14s %7s %9s %10s\n' \
@@ -147,3 +209,10 @@ printf '%s\n' "${results[@]}" | awk '
   { rss = $4; if (NR == 1 || rss < min) min = rss; if (rss > max) max = rss }
   END { printf "peak RSS max/min: %.2f (%s)\n", max / min, max / min < 1.5 ? "flat" : "grows with the database" }'
 echo "ARCHIVE: the archive's size as a share of the plain dump; ratio: backup s / raw s"
+awk -v p="$restore_time" -v r="$raw_restore_time" -v rss="$restore_rss" 'BEGIN {
+  printf "restore of the largest archive: %.2f s, raw psql load %.2f s, ratio %.2f, peak RSS %.1f MB\n",
+    p, r, p / r, rss / 1024 }'
+awk -v n="$files" -v t="$tree_bytes" -v b="$tree_backup_time" -v r="$raw_tree_time" \
+  -v rss="$tree_rss" -v a="$tree_archive" 'BEGIN {
+  printf "backup with %d files (%.0f MB) in data/storage: %.2f s, raw tar of the tree %.2f s, ratio %.2f,\n", n, t / 1e6, b, r, b / r
+  printf "  archive %.0f MB, peak RSS %.1f MB\n", a / 1e6, rss / 1024 }'

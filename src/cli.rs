@@ -299,10 +299,23 @@ pub struct BackupArgs {
     #[command(subcommand)]
     pub command: Option<BackupCommand>,
 
-    /// Where to write the archive [default: paperclip-backup-<namespace>-<time>.tar.zst in the
-    /// local backups directory]
+    /// Where to write the archive [default: paperclip-backup-<namespace>-<time>.tar.zst (.age
+    /// when encrypted) in the local backups directory]
     #[arg(short = 'f', long, value_name = "FILE")]
     pub file: Option<PathBuf>,
+
+    /// Encrypt the archive with age to this recipient: an age key (age1…), an ssh-ed25519 or
+    /// ssh-rsa public key, or a file of them (e.g. ~/.ssh/id_ed25519.pub); repeatable
+    #[arg(short = 'r', long = "recipient", value_name = "RECIPIENT")]
+    pub recipients: Vec<String>,
+
+    /// Also back up this optional tree of the instance directory (e.g. workspaces); repeatable
+    #[arg(long, value_name = "PATH")]
+    pub include: Vec<String>,
+
+    /// Leave out this tree of the instance directory (e.g. data/storage); repeatable
+    #[arg(long, value_name = "PATH")]
+    pub exclude: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -350,6 +363,11 @@ pub struct RestoreArgs {
     /// Restore a backup taken in another namespace into this one (a move; refused otherwise)
     #[arg(long)]
     pub other_namespace: bool,
+
+    /// Decrypt an encrypted archive with this identity file: an age key file or an
+    /// unencrypted SSH private key (e.g. ~/.ssh/id_ed25519)
+    #[arg(short = 'i', long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
 
     /// Restore without the safety backup of what is there now (for an instance that cannot be
     /// backed up, e.g. one whose master key is lost); what the restore replaces is then gone

@@ -1,17 +1,21 @@
 //! The backup archive: a zstd-compressed tar of a `manifest.json` naming each part's size and
-//! sha256, followed by the parts. zstd (level 3) compresses a SQL dump several times faster than
-//! gzip's default level, and smaller; archives written with gzip before are still read, the
-//! format being told by the file's first bytes.
+//! sha256, followed by the parts; optionally encrypted with age as a whole (see
+//! [`super::crypt`]). zstd (level 3) compresses a SQL dump several times faster than gzip's
+//! default level, and smaller; archives written with gzip before are still read, the format
+//! being told by the file's first bytes.
 //!
 //! Tar needs an entry's size before its bytes, and a dump's size is known only at its end, so
-//! the dump is streamed to a temporary file on disk (hashed on the way) and appended from there:
-//! memory stays flat whatever the database's size. Since every part is on disk before the
-//! archive is written, the manifest goes first: a listing reads one small entry, not the dump.
-//! Archives written before that carry the manifest last; [`verify`] takes either order.
+//! the large parts (the dump, the instance files' tar) are compressed into a zstd frame of their
+//! own on disk *while* they stream in, hashed on the way: memory stays flat, and compression
+//! runs alongside the dump instead of after it. The archive is then a sequence of zstd frames —
+//! each tar header, small part and padding compressed as one, each large part's frame copied as
+//! it is — which any zstd decoder reads as one stream, so the result is an ordinary `.tar.zst`.
+//! The manifest goes first: a listing reads one small entry, not the dump. Archives written
+//! before that carry the manifest last; [`verify`] takes either order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,23 +24,39 @@ use flate2::read::GzDecoder;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::crypt::{self, Identity, Recipient};
+use super::layout::Plan;
 use crate::error::{Error, Result};
 
 pub const MANIFEST: &str = "manifest.json";
 pub const DUMP: &str = "database.sql";
 pub const MASTER_KEY: &str = "secrets/master.key";
+pub const SIGNING_KEY: &str = "secrets/decision-signing.key";
+pub const ENV_FILE: &str = ".env";
 pub const CONFIG: &str = "config.json";
-/// Every part an archive holds besides its manifest.
-pub const PARTS: [&str; 3] = [DUMP, MASTER_KEY, CONFIG];
+/// The tar of the instance's other files (uploads, agents' instructions, …).
+pub const FILES: &str = "instance-files.tar";
+/// The instance files that travel as parts of their own, put back one by one by a restore.
+pub const INSTANCE_PARTS: [&str; 4] = [MASTER_KEY, SIGNING_KEY, ENV_FILE, CONFIG];
+/// Every part an archive may hold besides its manifest.
+pub const PARTS: [&str; 6] = [DUMP, MASTER_KEY, SIGNING_KEY, ENV_FILE, CONFIG, FILES];
 
 /// How archive file names end.
 pub const EXTENSION: &str = ".tar.zst";
 
+/// What a large part's compressed frame is called in the scratch directory while a backup runs.
+pub const COMPRESSED: &str = ".zst";
+
 /// zstd's level: its default, fast and already smaller than gzip's default on SQL dumps.
 const ZSTD_LEVEL: i32 = 3;
 
-/// The manifest's format; a restore refuses others.
-const FORMAT: u32 = 1;
+/// The manifest's format; a restore refuses others. Format 1 held the dump, the master key and
+/// the config only.
+const FORMAT: u32 = 2;
+const FORMATS: [u32; 2] = [1, 2];
+
+/// A manifest larger than this is not one `backup` wrote.
+const MANIFEST_LIMIT: u64 = 1024 * 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -51,6 +71,16 @@ pub struct Manifest {
     pub parts: BTreeMap<String, Part>,
     /// Rows of every table of the public schema when the dump was taken.
     pub tables: BTreeMap<String, u64>,
+    /// The app took its master key from `PAPERCLIP_SECRETS_MASTER_KEY`: the key is not in
+    /// the archive (unless a key file was there too), and the restored app needs the same value.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub master_key_from_env: bool,
+    /// Which paths of the instance directory are in [`FILES`], which were left out.
+    #[serde(default)]
+    pub files: Plan,
+    /// Made up for one of Paperclip's own dumps (see [`super::upstream`]), never read from a file.
+    #[serde(skip)]
+    pub upstream_dump: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -69,7 +99,19 @@ impl Manifest {
             images,
             parts: BTreeMap::new(),
             tables: BTreeMap::new(),
+            master_key_from_env: false,
+            files: Plan::default(),
+            upstream_dump: false,
         }
+    }
+
+    /// The parts a restore cannot do without.
+    fn required(&self) -> Vec<&'static str> {
+        let mut required = vec![DUMP, CONFIG];
+        if !self.master_key_from_env {
+            required.push(MASTER_KEY);
+        }
+        required
     }
 }
 
@@ -105,6 +147,46 @@ impl HashingFile {
     }
 }
 
+/// A large part as it streams in: hashed as it is, and written compressed (one zstd frame) to
+/// `<dir>/<name>.zst`, where [`write`] copies it from.
+pub struct CompressedPart {
+    encoder: zstd::Encoder<'static, File>,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl CompressedPart {
+    pub fn create(dir: &Path, name: &str) -> Result<Self> {
+        let file = super::scratch::create(&dir.join(format!("{name}{COMPRESSED}")))?;
+        let mut encoder = zstd::Encoder::new(file, ZSTD_LEVEL).map_err(Error::Output)?;
+        // Workers compress while the next chunks arrive; two keep up with what exec streams.
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(2) as u32);
+        encoder.multithread(workers).map_err(Error::Output)?;
+        Ok(CompressedPart {
+            encoder,
+            hasher: Sha256::new(),
+            size: 0,
+        })
+    }
+
+    pub fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.hasher.update(chunk);
+        self.size += chunk.len() as u64;
+        self.encoder.write_all(chunk)
+    }
+
+    pub fn finish(self) -> Result<Part> {
+        self.encoder
+            .finish()
+            .and_then(|mut f| f.flush())
+            .map_err(Error::Output)?;
+        Ok(Part {
+            size: self.size,
+            sha256: hex(&self.hasher.finalize()),
+        })
+    }
+}
+
 pub fn digest(bytes: &[u8]) -> Part {
     Part {
         size: bytes.len() as u64,
@@ -118,12 +200,19 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Writes the archive to `path` (through a `.partial` file renamed at the end, so a failed
 /// backup never leaves something that looks like an archive), owner-only: it holds the master
-/// key. The manifest comes first, then the parts from `dir`, where each lies under its name.
+/// key. The manifest comes first, then the parts it lists from `dir`, where each lies under its
+/// name, or compressed as `<name>.zst`. With `recipients`, the whole file is age-encrypted.
 ///
 /// Setting `cancel` makes the write fail at its next chunk (an interrupted run), leaving nothing.
-pub fn write(path: &Path, dir: &Path, manifest: &Manifest, cancel: &AtomicBool) -> Result<()> {
+pub fn write(
+    path: &Path,
+    dir: &Path,
+    manifest: &Manifest,
+    recipients: &[Recipient],
+    cancel: &AtomicBool,
+) -> Result<()> {
     let partial = PathBuf::from(format!("{}.partial", path.display()));
-    let written = write_partial(&partial, dir, manifest, cancel)
+    let written = write_partial(&partial, dir, manifest, recipients, cancel)
         .and_then(|()| std::fs::rename(&partial, path).map_err(Error::Output));
     if written.is_err() {
         // Half an archive still holds the master key.
@@ -136,6 +225,7 @@ fn write_partial(
     partial: &Path,
     dir: &Path,
     manifest: &Manifest,
+    recipients: &[Recipient],
     cancel: &AtomicBool,
 ) -> Result<()> {
     let file = OpenOptions::new()
@@ -150,24 +240,89 @@ fn write_partial(
                 "pass -f with a writable path",
             )
         })?;
-    let mut encoder = zstd::Encoder::new(file, ZSTD_LEVEL).map_err(Error::Output)?;
-    // The dump is complete on disk by now: compressing it is the rest of a backup's time, and
-    // zstd's workers spread it over every core.
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-    encoder.multithread(workers).map_err(Error::Output)?;
-    let mut tar = tar::Builder::new(encoder);
-    let json = serde_json::to_vec_pretty(manifest)?;
-    append(&mut tar, MANIFEST, json.len() as u64, json.as_slice())?;
-    for name in PARTS {
-        let source = File::open(dir.join(name)).map_err(Error::Output)?;
-        let size = source.metadata().map_err(Error::Output)?.len();
-        append(&mut tar, name, size, Cancellable { source, cancel })?;
-    }
-    let encoder = tar.into_inner().map_err(Error::Output)?;
-    encoder
-        .finish()
-        .and_then(|f| f.sync_all())
+    let file = std::io::BufWriter::with_capacity(256 * 1024, file);
+    let file = if recipients.is_empty() {
+        write_frames(file, dir, manifest, cancel)?
+    } else {
+        let sealed = write_frames(crypt::encrypt(recipients, file)?, dir, manifest, cancel)?;
+        sealed.finish().map_err(Error::Output)?
+    };
+    file.into_inner()
+        .map_err(|e| Error::Output(e.into_error()))?
+        .sync_all()
         .map_err(Error::Output)
+}
+
+/// Writes the tar as zstd frames to `out` and returns it.
+fn write_frames<W: Write>(
+    mut out: W,
+    dir: &Path,
+    manifest: &Manifest,
+    cancel: &AtomicBool,
+) -> Result<W> {
+    let json = serde_json::to_vec_pretty(manifest)?;
+    frame(&mut out, |z| {
+        z.write_all(header(MANIFEST, json.len() as u64)?.as_bytes())?;
+        z.write_all(&json)?;
+        z.write_all(padding(json.len() as u64))
+    })
+    .map_err(Error::Output)?;
+    for (name, part) in &manifest.parts {
+        let head = header(name, part.size).map_err(Error::Output)?;
+        let compressed = dir.join(format!("{name}{COMPRESSED}"));
+        let copied = if compressed.exists() {
+            frame(&mut out, |z| z.write_all(head.as_bytes()))
+                .and_then(|()| {
+                    let source = File::open(&compressed)?;
+                    std::io::copy(&mut Cancellable { source, cancel }, &mut out).map(drop)
+                })
+                .and_then(|()| frame(&mut out, |z| z.write_all(padding(part.size))))
+        } else {
+            frame(&mut out, |z| {
+                z.write_all(head.as_bytes())?;
+                let source = File::open(dir.join(name))?;
+                let copied = std::io::copy(&mut Cancellable { source, cancel }, z)?;
+                if copied != part.size {
+                    return Err(std::io::Error::other(format!(
+                        "{name} changed while the archive was written"
+                    )));
+                }
+                z.write_all(padding(part.size))
+            })
+        };
+        copied.map_err(Error::Output)?;
+    }
+    // The end of the tar: two empty blocks.
+    frame(&mut out, |z| z.write_all(&[0; 1024])).map_err(Error::Output)?;
+    out.flush().map_err(Error::Output)?;
+    Ok(out)
+}
+
+/// Writes what `body` writes as one zstd frame.
+fn frame<W: Write>(
+    out: &mut W,
+    body: impl FnOnce(&mut zstd::Encoder<'_, &mut W>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut encoder = zstd::Encoder::new(out, ZSTD_LEVEL)?;
+    body(&mut encoder)?;
+    encoder.finish().map(drop)
+}
+
+/// A tar header for a part: owner-only, as the master key is on the volume.
+fn header(name: &str, size: u64) -> std::io::Result<tar::Header> {
+    let mut header = tar::Header::new_gnu();
+    header.set_path(name)?;
+    header.set_size(size);
+    header.set_mode(0o600);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_cksum();
+    Ok(header)
+}
+
+/// The zeros that fill an entry of `size` bytes to tar's 512-byte blocks.
+fn padding(size: u64) -> &'static [u8] {
+    const ZEROS: [u8; 512] = [0; 512];
+    &ZEROS[..((512 - size % 512) % 512) as usize]
 }
 
 /// A reader that fails once `cancel` is set.
@@ -186,25 +341,11 @@ impl<R: Read> Read for Cancellable<'_, R> {
     }
 }
 
-fn append<W: Write>(
-    tar: &mut tar::Builder<W>,
-    name: &str,
-    size: u64,
-    data: impl Read,
-) -> Result<()> {
-    let mut header = tar::Header::new_gnu();
-    header.set_size(size);
-    // The master key decrypts the instance's secrets: owner-only, as on the volume.
-    header.set_mode(0o600);
-    header.set_cksum();
-    tar.append_data(&mut header, name, data)
-        .map_err(Error::Output)
-}
-
 /// Reads only the manifest of the archive at `path`: its first entry, so even a large archive
-/// answers at once. Fails for anything else, archives with the manifest last included.
+/// answers at once. Fails for anything else, archives with the manifest last or encrypted
+/// ones included.
 pub fn read_manifest(path: &Path) -> std::result::Result<Manifest, String> {
-    let mut tar = tar::Archive::new(decompress(path)?);
+    let mut tar = tar::Archive::new(open_stream(path, &[])?);
     let mut entries = tar.entries().map_err(|e| e.to_string())?;
     let mut entry = entries
         .next()
@@ -220,71 +361,126 @@ pub fn read_manifest(path: &Path) -> std::result::Result<Manifest, String> {
             "its first entry is {name}, not {MANIFEST} (an older or foreign archive)"
         ));
     }
+    if entry.size() > MANIFEST_LIMIT {
+        return Err(format!("its {MANIFEST} is oversized"));
+    }
     let mut json = String::new();
     entry.read_to_string(&mut json).map_err(|e| e.to_string())?;
     serde_json::from_str(&json).map_err(|e| format!("manifest: {e}"))
 }
 
-/// The archive's tar stream, decompressed as its first bytes say: zstd, or gzip (older archives).
-fn decompress(path: &Path) -> std::result::Result<Box<dyn Read>, String> {
+/// Whether the file at `path` is age-encrypted.
+pub fn is_encrypted(path: &Path) -> bool {
+    let mut magic = [0; crypt::MAGIC.len()];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|()| magic == crypt::MAGIC)
+}
+
+/// The archive's tar stream: decrypted with `identities` when it is age-encrypted, then
+/// decompressed as its first bytes say: zstd, or gzip (older archives).
+fn open_stream(path: &Path, identities: &[Identity]) -> std::result::Result<Box<dyn Read>, String> {
+    let file = File::open(path).map_err(|e| format!("cannot open it: {e}"))?;
+    if is_encrypted(path) {
+        let plain = crypt::decrypt(BufReader::new(file), identities)?;
+        return decompress(Box::new(plain));
+    }
+    decompress(Box::new(file))
+}
+
+fn decompress(mut input: Box<dyn Read>) -> std::result::Result<Box<dyn Read>, String> {
     const ZSTD: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
     const GZIP: [u8; 2] = [0x1f, 0x8b];
-    let mut file = File::open(path).map_err(|e| format!("cannot open it: {e}"))?;
     let mut magic = Vec::with_capacity(ZSTD.len());
-    Read::by_ref(&mut file)
+    Read::by_ref(&mut input)
         .take(ZSTD.len() as u64)
         .read_to_end(&mut magic)
         .map_err(|e| format!("cannot read it: {e}"))?;
-    let file = std::io::Cursor::new(magic.clone()).chain(file);
+    let input = std::io::Cursor::new(magic.clone()).chain(input);
     if magic == ZSTD {
-        let decoder = zstd::Decoder::new(file).map_err(|e| e.to_string())?;
+        let decoder = zstd::Decoder::new(input).map_err(|e| e.to_string())?;
         Ok(Box::new(decoder))
     } else if magic.starts_with(&GZIP) {
-        Ok(Box::new(GzDecoder::new(file)))
+        Ok(Box::new(GzDecoder::new(input)))
     } else {
         Err("it is neither zstd nor gzip compressed".into())
     }
 }
 
-/// Unpacks `path` into `dir` and checks every part against the manifest: the right parts, no
-/// others, each of the recorded size and sha256. The manifest may be the first entry or (in
-/// older archives) the last. Nothing outside `dir` is touched, so a refused archive changes
-/// nothing.
-pub fn verify(path: &Path, dir: &Path) -> Result<Manifest> {
+/// Unpacks `path` into `dir` (decrypting it with `identities` when it is encrypted) and checks
+/// every part against the manifest: the parts it needs, no others, each of the recorded size and
+/// sha256, and a tar of instance files whose every entry stays inside the instance directory.
+/// The manifest may be the first entry or (in older archives) the last; when it is first, an
+/// entry larger than it says is refused before it is read. Nothing outside `dir` is touched, so
+/// a refused archive changes nothing.
+pub fn verify(path: &Path, dir: &Path, identities: &[Identity]) -> Result<Manifest> {
     let refuse = |why: String| {
         Error::usage(
             format!("{} is not a usable backup: {why}", path.display()),
             "restore only archives written by `paperclipctl backup`, unchanged",
         )
     };
-    let mut tar = tar::Archive::new(decompress(path).map_err(refuse)?);
+    let mut tar = tar::Archive::new(open_stream(path, identities).map_err(refuse)?);
     let mut manifest: Option<Manifest> = None;
     let mut found = BTreeMap::new();
+    let mut seen = HashSet::new();
     let entries = tar.entries().map_err(|e| refuse(e.to_string()))?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| refuse(e.to_string()))?;
+        let mut entry = entry.map_err(|e| refuse(format!("it is damaged or cut short ({e})")))?;
         let name = entry
             .path()
             .map_err(|e| refuse(e.to_string()))?
             .display()
             .to_string();
+        if !matches!(
+            entry.header().entry_type(),
+            tar::EntryType::Regular | tar::EntryType::Continuous
+        ) {
+            return Err(refuse(format!("its entry {name} is not a plain file")));
+        }
+        if !seen.insert(name.clone()) {
+            return Err(refuse(format!("it holds {name} twice")));
+        }
         if name == MANIFEST {
+            if entry.size() > MANIFEST_LIMIT {
+                return Err(refuse(format!(
+                    "its {MANIFEST} is oversized ({} bytes)",
+                    entry.size()
+                )));
+            }
             let mut json = String::new();
             entry
                 .read_to_string(&mut json)
                 .map_err(|e| refuse(e.to_string()))?;
-            manifest =
-                Some(serde_json::from_str(&json).map_err(|e| refuse(format!("manifest: {e}")))?);
+            let read: Manifest =
+                serde_json::from_str(&json).map_err(|e| refuse(format!("manifest: {e}")))?;
+            if !FORMATS.contains(&read.format) {
+                return Err(refuse(format!("manifest format {}", read.format)));
+            }
+            manifest = Some(read);
             continue;
         }
         let Some(part) = PARTS.iter().find(|p| **p == name) else {
             return Err(refuse(format!("unexpected entry {name}")));
         };
-        let target = dir.join(part);
-        let mut out = HashingFile::create(&target)?;
+        if let Some(manifest) = &manifest {
+            let Some(expected) = manifest.parts.get(*part) else {
+                return Err(refuse(format!("unexpected entry {name}")));
+            };
+            if entry.size() != expected.size {
+                return Err(refuse(format!(
+                    "{name} is {} bytes, the manifest says {} (oversized or cut short)",
+                    entry.size(),
+                    expected.size
+                )));
+            }
+        }
+        let mut out = HashingFile::create(&dir.join(part))?;
         let mut buffer = vec![0; 64 * 1024];
         loop {
-            let n = entry.read(&mut buffer).map_err(|e| refuse(e.to_string()))?;
+            let n = entry
+                .read(&mut buffer)
+                .map_err(|e| refuse(format!("it is damaged or cut short ({e})")))?;
             if n == 0 {
                 break;
             }
@@ -293,14 +489,18 @@ pub fn verify(path: &Path, dir: &Path) -> Result<Manifest> {
         found.insert(name, out.finish()?);
     }
     let manifest = manifest.ok_or_else(|| refuse(format!("it has no {MANIFEST}")))?;
-    if manifest.format != FORMAT {
+    if !FORMATS.contains(&manifest.format) {
         return Err(refuse(format!("manifest format {}", manifest.format)));
     }
-    for name in PARTS {
-        let expected = manifest
-            .parts
-            .get(name)
-            .ok_or_else(|| refuse(format!("the manifest does not list {name}")))?;
+    for name in manifest.required() {
+        if !manifest.parts.contains_key(name) {
+            return Err(refuse(format!("the manifest does not list {name}")));
+        }
+    }
+    for (name, expected) in &manifest.parts {
+        if !PARTS.contains(&name.as_str()) {
+            return Err(refuse(format!("the manifest lists an unknown part {name}")));
+        }
         match found.get(name) {
             None => return Err(refuse(format!("{name} is missing"))),
             Some(actual) if actual != expected => {
@@ -312,6 +512,13 @@ pub fn verify(path: &Path, dir: &Path) -> Result<Manifest> {
             Some(_) => {}
         }
     }
+    if let Some(name) = found.keys().find(|n| !manifest.parts.contains_key(*n)) {
+        return Err(refuse(format!("unexpected entry {name}")));
+    }
+    if manifest.parts.contains_key(FILES) {
+        let files = File::open(dir.join(FILES)).map_err(Error::Output)?;
+        super::tree::check(BufReader::new(files)).map_err(refuse)?;
+    }
     Ok(manifest)
 }
 
@@ -319,30 +526,56 @@ pub fn verify(path: &Path, dir: &Path) -> Result<Manifest> {
 mod tests {
     use super::*;
 
-    fn archive(dir: &Path) -> (PathBuf, Manifest) {
+    /// Writes the parts (`name`, body) to `dir/parts`, the dump compressed as a backup writes it.
+    fn parts(dir: &Path, extra: &[(&str, &[u8])]) -> (PathBuf, Manifest) {
         let parts = dir.join("parts");
         std::fs::create_dir_all(parts.join("secrets")).unwrap();
         let mut manifest = Manifest::new("ns", Some(3), BTreeMap::new());
-        for (name, body) in [
-            (DUMP, b"CREATE TABLE t ();\n".as_slice()),
-            (MASTER_KEY, b"key"),
-            (CONFIG, b"{}"),
-        ] {
+        let mut dump = CompressedPart::create(&parts, DUMP).unwrap();
+        dump.write(b"CREATE TABLE t ();\n").unwrap();
+        manifest.parts.insert(DUMP.into(), dump.finish().unwrap());
+        for (name, body) in [(MASTER_KEY, b"key".as_slice()), (CONFIG, b"{}")]
+            .into_iter()
+            .chain(extra.iter().copied())
+        {
             std::fs::write(parts.join(name), body).unwrap();
             manifest.parts.insert(name.into(), digest(body));
         }
+        (parts, manifest)
+    }
+
+    fn archive(dir: &Path) -> (PathBuf, Manifest) {
+        let (parts, manifest) = parts(dir, &[]);
         let path = dir.join(format!("backup{EXTENSION}"));
-        write(&path, &parts, &manifest, &AtomicBool::new(false)).unwrap();
+        write(&path, &parts, &manifest, &[], &AtomicBool::new(false)).unwrap();
         (path, manifest)
     }
 
+    fn refusal(path: &Path, dir: &Path) -> String {
+        let e = verify(path, &dir.join("out"), &[]).unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::exit::INVALID_INPUT);
+        e.to_string()
+    }
+
     #[test]
-    fn an_archive_reads_back_with_its_parts() {
+    fn an_archive_reads_back_with_its_parts_as_one_zstd_stream() {
         let dir = tempfile::tempdir().unwrap();
         let (path, manifest) = archive(dir.path());
         let out = dir.path().join("out");
-        assert_eq!(verify(&path, &out).unwrap(), manifest);
+        assert_eq!(verify(&path, &out, &[]).unwrap(), manifest);
         assert_eq!(std::fs::read(out.join(MASTER_KEY)).unwrap(), b"key");
+        assert_eq!(
+            std::fs::read(out.join(DUMP)).unwrap(),
+            b"CREATE TABLE t ();\n"
+        );
+        // Any zstd decoder reads the frames as one tar.
+        let raw = zstd::decode_all(File::open(&path).unwrap()).unwrap();
+        let names: Vec<String> = tar::Archive::new(raw.as_slice())
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, [MANIFEST, CONFIG, DUMP, MASTER_KEY]);
     }
 
     #[test]
@@ -353,40 +586,36 @@ mod tests {
         assert_eq!(read_manifest(&path).unwrap(), manifest);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        let mut first = tar::Archive::new(decompress(&path).unwrap());
-        let entry = first.entries().unwrap().next().unwrap().unwrap();
-        assert_eq!(entry.path().unwrap().to_str(), Some(MANIFEST));
     }
 
     /// Archives written before were gzip-compressed, with the manifest last.
     #[test]
     fn an_older_gzip_archive_with_the_manifest_last_still_verifies() {
         let dir = tempfile::tempdir().unwrap();
-        let (path, manifest) = archive(dir.path());
-        let parts = dir.path().join("parts");
+        let (parts, mut manifest) = parts(dir.path(), &[]);
+        manifest.format = 1;
+        let dump = zstd::decode_all(File::open(parts.join("database.sql.zst")).unwrap()).unwrap();
+        std::fs::write(parts.join(DUMP), &dump).unwrap();
         let older = dir.path().join("older.tar.gz");
         let gz = flate2::write::GzEncoder::new(
             File::create(&older).unwrap(),
             flate2::Compression::default(),
         );
         let mut tar = tar::Builder::new(gz);
-        for name in PARTS {
-            let source = File::open(parts.join(name)).unwrap();
-            let size = source.metadata().unwrap().len();
-            append(&mut tar, name, size, source).unwrap();
+        for name in [DUMP, MASTER_KEY, CONFIG] {
+            tar.append_path_with_name(parts.join(name), name).unwrap();
         }
         let json = serde_json::to_vec(&manifest).unwrap();
-        append(&mut tar, MANIFEST, json.len() as u64, json.as_slice()).unwrap();
+        let mut head = header(MANIFEST, json.len() as u64).unwrap();
+        tar.append_data(&mut head, MANIFEST, json.as_slice())
+            .unwrap();
         tar.into_inner().unwrap().finish().unwrap();
 
-        assert_eq!(verify(&older, &dir.path().join("out")).unwrap(), manifest);
-        assert!(read_manifest(&older).unwrap_err().contains("older"));
-        std::fs::write(&path, b"plain text").unwrap();
-        assert!(
-            read_manifest(&path)
-                .unwrap_err()
-                .contains("neither zstd nor gzip")
+        assert_eq!(
+            verify(&older, &dir.path().join("out"), &[]).unwrap(),
+            manifest
         );
+        assert!(read_manifest(&older).unwrap_err().contains("older"));
     }
 
     #[test]
@@ -398,6 +627,7 @@ mod tests {
             &path,
             &dir.path().join("parts"),
             &manifest,
+            &[],
             &AtomicBool::new(true),
         );
         assert!(cancelled.unwrap_err().to_string().contains("interrupted"));
@@ -411,16 +641,140 @@ mod tests {
     #[test]
     fn a_part_that_does_not_match_the_manifest_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let parts = dir.path().join("parts");
-        let (path, mut manifest) = archive(dir.path());
-        manifest.parts.insert(DUMP.into(), digest(b"other"));
-        write(&path, &parts, &manifest, &AtomicBool::new(false)).unwrap();
-        let e = verify(&path, &dir.path().join("out")).unwrap_err();
-        assert_eq!(e.exit_code(), crate::error::exit::INVALID_INPUT);
+        let (parts, mut manifest) = parts(dir.path(), &[]);
+        let path = dir.path().join("tampered.tar.zst");
+        manifest.parts.get_mut(MASTER_KEY).unwrap().sha256 = digest(b"kez").sha256;
+        write(&path, &parts, &manifest, &[], &AtomicBool::new(false)).unwrap();
+        let e = refusal(&path, dir.path());
         assert!(
-            e.to_string()
-                .contains("database.sql does not match the manifest"),
+            e.contains("secrets/master.key does not match the manifest"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_truncated_archive_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = archive(dir.path());
+        let bytes = std::fs::read(&path).unwrap();
+        for cut in [bytes.len() - 20, bytes.len() / 2] {
+            std::fs::write(&path, &bytes[..cut]).unwrap();
+            let e = refusal(&path, dir.path());
+            assert!(
+                e.contains("cut short") || e.contains("missing") || e.contains("damaged"),
+                "{cut}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_foreign_file_or_tar_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("foreign.tar.zst");
+        std::fs::write(&path, b"plain text").unwrap();
+        assert!(refusal(&path, dir.path()).contains("neither zstd nor gzip"));
+        assert!(
+            read_manifest(&path)
+                .unwrap_err()
+                .contains("neither zstd nor gzip")
+        );
+
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut head = header("etc/passwd", 4).unwrap();
+        tar.append_data(&mut head, "etc/passwd", &b"root"[..])
+            .unwrap();
+        let raw = tar.into_inner().unwrap();
+        std::fs::write(&path, zstd::encode_all(raw.as_slice(), 3).unwrap()).unwrap();
+        assert!(refusal(&path, dir.path()).contains("unexpected entry etc/passwd"));
+    }
+
+    #[test]
+    fn an_entry_larger_than_its_manifest_says_is_refused_before_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (parts, mut manifest) = parts(dir.path(), &[]);
+        let big = vec![b'x'; 1 << 20];
+        std::fs::write(parts.join(CONFIG), &big).unwrap();
+        // The manifest says what was backed up; the entry is a megabyte more.
+        let written = manifest.parts.insert(CONFIG.into(), digest(&big)).unwrap();
+        let path = dir.path().join("oversized.tar.zst");
+        write(&path, &parts, &manifest, &[], &AtomicBool::new(false)).unwrap();
+        let raw = zstd::decode_all(File::open(&path).unwrap()).unwrap();
+        manifest.parts.insert(CONFIG.into(), written);
+        let json = serde_json::to_vec_pretty(&manifest).unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut head = header(MANIFEST, json.len() as u64).unwrap();
+        tar.append_data(&mut head, MANIFEST, json.as_slice())
+            .unwrap();
+        for entry in tar::Archive::new(raw.as_slice()).entries().unwrap().skip(1) {
+            let mut entry = entry.unwrap();
+            let mut head = entry.header().clone();
+            let name = entry.path().unwrap().into_owned();
+            let mut body = Vec::new();
+            entry.read_to_end(&mut body).unwrap();
+            tar.append_data(&mut head, name, body.as_slice()).unwrap();
+        }
+        let raw = tar.into_inner().unwrap();
+        std::fs::write(&path, zstd::encode_all(raw.as_slice(), 3).unwrap()).unwrap();
+        let e = refusal(&path, dir.path());
+        assert!(
+            e.contains("config.json is 1048576 bytes, the manifest says 2"),
+            "{e}"
+        );
+        let out = dir.path().join("out").join(CONFIG);
+        assert!(!out.exists(), "nothing of it was written");
+    }
+
+    #[test]
+    fn instance_files_leading_outside_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut head = tar::Header::new_gnu();
+        head.set_entry_type(tar::EntryType::Symlink);
+        head.set_size(0);
+        tar.append_link(&mut head, "data/storage/x", "../../../../etc")
+            .unwrap();
+        let files = tar.into_inner().unwrap();
+        let (parts, manifest) = parts(dir.path(), &[(FILES, &files)]);
+        let path = dir.path().join("links.tar.zst");
+        write(&path, &parts, &manifest, &[], &AtomicBool::new(false)).unwrap();
+        assert!(refusal(&path, dir.path()).contains("pointing outside"));
+    }
+
+    #[test]
+    fn an_encrypted_archive_needs_its_identity_and_detects_tampering() {
+        use age::secrecy::ExposeSecret;
+        let dir = tempfile::tempdir().unwrap();
+        let key = age::x25519::Identity::generate();
+        let identity = dir.path().join("key.txt");
+        std::fs::write(&identity, key.to_string().expose_secret()).unwrap();
+        let (parts, manifest) = parts(dir.path(), &[]);
+        let path = dir.path().join("sealed.tar.zst.age");
+        let recipients = crypt::recipients(&[key.to_public().to_string()]).unwrap();
+        write(
+            &path,
+            &parts,
+            &manifest,
+            &recipients,
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        assert!(is_encrypted(&path));
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            !bytes.windows(3).any(|w| w == b"key"),
+            "the key is not in clear"
+        );
+
+        let identities = crypt::identities(&identity).unwrap();
+        let out = dir.path().join("out");
+        assert_eq!(verify(&path, &out, &identities).unwrap(), manifest);
+        assert!(refusal(&path, dir.path()).contains("pass --identity"));
+        assert!(read_manifest(&path).unwrap_err().contains("encrypted"));
+
+        let mut tampered = bytes.clone();
+        let at = tampered.len() - 40;
+        tampered[at] ^= 1;
+        std::fs::write(&path, &tampered).unwrap();
+        assert!(verify(&path, &dir.path().join("again"), &identities).is_err());
     }
 }

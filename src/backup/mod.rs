@@ -1,17 +1,22 @@
 //! Backup and restore of an installed release: the database (a plain `pg_dump`) together with
-//! the instance's `secrets/master.key` and `config.json`, because the database's secrets are
-//! encrypted with that key and a dump without it is of little use.
+//! what of the instance directory a restore onto an empty volume needs (see [`layout`]): its
+//! keys, `.env` and `config.json`, uploads, agents' instructions. The database's secrets are
+//! encrypted with the master key, so a dump without it is of little use.
 //!
 //! Everything runs through exec into the release's own containers (`pg_dump`/`psql` in the
 //! database container, `cat` in the app container), so no port or client tool is needed here.
 
 pub mod archive;
+pub mod crypt;
 mod exec;
+pub mod layout;
 mod list;
 mod local;
 pub mod restore;
 mod scratch;
 mod script;
+mod tree;
+pub mod upstream;
 mod volume;
 
 use std::collections::BTreeMap;
@@ -32,7 +37,7 @@ use crate::error::{Error, Result};
 use crate::render::meta;
 use crate::signal;
 use crate::ui::Ui;
-use archive::{CONFIG, DUMP, MASTER_KEY, Manifest};
+use archive::{CompressedPart, DUMP, FILES, INSTANCE_PARTS, MASTER_KEY, Manifest};
 use exec::{Container, Input};
 pub use list::{LocalArchive, local_archives};
 pub use local::{local_dir, new_archive_path};
@@ -61,18 +66,42 @@ const COUNT_SQL: &str = "SELECT table_name, (xpath('/row/c/text()', query_to_xml
 /// Reads an instance file (relative to the instance directory) from the app's volume.
 const READ_SCRIPT: &str = r#"cat "${PAPERCLIP_HOME:-/paperclip}/instances/default/$1""#;
 
+/// Prints `set` when the app container has its master key in the environment.
+const KEY_ENV_SCRIPT: &str = r#"printf %s "${PAPERCLIP_SECRETS_MASTER_KEY:+set}""#;
+
 /// What a backup wrote.
 pub struct Written {
     pub manifest: Manifest,
     pub bytes: u64,
+    pub encrypted: bool,
 }
 
-/// Writes a backup of the release in `namespace` to `path` (created owner-only); see
-/// [`new_archive_path`] for a path in the local backups directory.
+/// What goes into a backup besides the database, and for whom it is encrypted.
+#[derive(Default)]
+pub struct Options {
+    pub selection: layout::Selection,
+    /// Encrypt the archive to these; none writes it unencrypted.
+    pub recipients: Arc<Vec<crypt::Recipient>>,
+}
+
+/// Writes a backup of the release in `namespace` to `path` (created owner-only) with the
+/// default selection, unencrypted; see [`new_archive_path`] for a path in the local backups
+/// directory.
 pub async fn backup(
     client: &kube::Client,
     namespace: &str,
     path: &Path,
+    ui: &Ui,
+) -> Result<Written> {
+    backup_with(client, namespace, path, &Options::default(), ui).await
+}
+
+/// Writes a backup as [`backup`] does, with `options`.
+pub async fn backup_with(
+    client: &kube::Client,
+    namespace: &str,
+    path: &Path,
+    options: &Options,
     ui: &Ui,
 ) -> Result<Written> {
     let pods = Api::<Pod>::namespaced(client.clone(), namespace);
@@ -88,8 +117,13 @@ pub async fn backup(
 
     let dir = scratch::dir()?;
     // Interrupted, the parts go with `dir` and the archive's partial file is removed.
-    signal::or_interrupted(dump(&app, &db, dir.path(), &mut manifest, ui)).await?;
+    signal::or_interrupted(async {
+        instance(&app, dir.path(), &options.selection, &mut manifest, ui).await?;
+        dump(&db, dir.path(), &mut manifest, ui).await
+    })
+    .await?;
     let cancel = Arc::new(AtomicBool::new(false));
+    let recipients = options.recipients.clone();
     let mut writing = tokio::task::spawn_blocking({
         let (path, parts, manifest, cancel) = (
             path.to_path_buf(),
@@ -97,7 +131,7 @@ pub async fn backup(
             manifest.clone(),
             cancel.clone(),
         );
-        move || archive::write(&path, &parts, &manifest, &cancel)
+        move || archive::write(&path, &parts, &manifest, &recipients, &cancel)
     });
     let written = tokio::select! {
         written = &mut writing => written,
@@ -110,18 +144,47 @@ pub async fn backup(
     };
     written.map_err(|e| Error::Output(std::io::Error::other(e)))??;
     let bytes = std::fs::metadata(path).map_err(Error::Output)?.len();
-    Ok(Written { manifest, bytes })
+    Ok(Written {
+        manifest,
+        bytes,
+        encrypted: !options.recipients.is_empty(),
+    })
 }
 
-/// Reads the instance files into `dir`, counts the rows and dumps the database there.
-async fn dump(
+/// Reads the instance's own files into `dir` and packs the rest of what `selection` includes
+/// into [`FILES`], streamed from the app container's `tar`; reports the paths it does not know.
+async fn instance(
     app: &Container<'_>,
-    db: &Container<'_>,
     dir: &Path,
+    selection: &layout::Selection,
     manifest: &mut Manifest,
     ui: &Ui,
 ) -> Result<()> {
-    for part in [MASTER_KEY, CONFIG] {
+    let listing = app
+        .output("listing the instance directory", layout::LIST_SCRIPT, &[])
+        .await?;
+    let found: Vec<String> = String::from_utf8_lossy(&listing)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let from_env = app
+        .output("reading the app's environment", KEY_ENV_SCRIPT, &[])
+        .await?
+        == b"set";
+    manifest.master_key_from_env = from_env;
+    for part in INSTANCE_PARTS {
+        if !found.iter().any(|f| f == part) {
+            if part == MASTER_KEY && !from_env {
+                return Err(Error::not_healthy(
+                    format!(
+                        "the app has no {MASTER_KEY} and no PAPERCLIP_SECRETS_MASTER_KEY: a \
+                         backup without the key cannot decrypt the instance's secrets"
+                    ),
+                    "finish the app's onboarding (`paperclipctl install`), then back up",
+                ));
+            }
+            continue;
+        }
         let bytes = app
             .output(&format!("reading {part}"), READ_SCRIPT, &[part])
             .await?;
@@ -130,10 +193,48 @@ async fn dump(
             .insert(part.to_string(), archive::digest(&bytes));
         scratch::write(&dir.join(part), &bytes)?;
     }
+    if from_env {
+        ui.note(
+            "note: the master key comes from PAPERCLIP_SECRETS_MASTER_KEY in the app's \
+             environment; the release restored from this backup needs the same value",
+        );
+    }
 
+    let plan = layout::plan(&found, selection);
+    for path in &plan.unknown {
+        ui.note(&format!(
+            "warning: {path} in the instance directory is not known to this version of \
+             paperclipctl; it is backed up, but check whether a restore needs it"
+        ));
+    }
+    if !plan.included.is_empty() {
+        let bar = bytes_bar(ui, "packing the instance files");
+        let mut files = CompressedPart::create(dir, FILES)?;
+        let paths: Vec<&str> = plan.included.iter().map(String::as_str).collect();
+        app.run(
+            "packing the instance files",
+            layout::TAR_SCRIPT,
+            &paths,
+            Input::Nothing,
+            &ProgressBar::hidden(),
+            &mut |chunk| {
+                bar.inc(chunk.len() as u64);
+                files.write(chunk)
+            },
+        )
+        .await?;
+        bar.finish_and_clear();
+        manifest.parts.insert(FILES.to_string(), files.finish()?);
+    }
+    manifest.files = plan;
+    Ok(())
+}
+
+/// Counts the rows and dumps the database into `dir`, compressed as it streams in.
+async fn dump(db: &Container<'_>, dir: &Path, manifest: &mut Manifest, ui: &Ui) -> Result<()> {
     manifest.tables = counts(db).await?;
     let bar = bytes_bar(ui, "dumping the database");
-    let mut dump = archive::HashingFile::create(&dir.join(DUMP))?;
+    let mut dump = CompressedPart::create(dir, DUMP)?;
     db.run(
         "pg_dump",
         &format!("{DB_ENV}{DUMP_SCRIPT}"),
@@ -151,12 +252,19 @@ async fn dump(
     Ok(())
 }
 
-/// Checks the archive at `path` and returns its manifest with the directory holding its parts;
-/// a refused archive fails here, before anything on the cluster is touched.
-pub fn open(path: &Path) -> Result<(Manifest, tempfile::TempDir)> {
+/// Checks the archive at `path` (decrypted with `identities` when it is encrypted) and returns
+/// its manifest with the directory holding its parts; a refused archive fails here, before
+/// anything on the cluster is touched.
+pub fn open(path: &Path, identities: &[crypt::Identity]) -> Result<(Manifest, tempfile::TempDir)> {
     let dir = scratch::dir()?;
-    let manifest = archive::verify(path, dir.path())?;
-    if let Some((line, command)) = script::first_meta_command(&dir.path().join(DUMP))? {
+    let manifest = archive::verify(path, dir.path(), identities)?;
+    refuse_meta_commands(path, dir.path())?;
+    Ok((manifest, dir))
+}
+
+/// Refuses a dump (in `dir`, from the file at `path`) that holds a psql meta-command.
+fn refuse_meta_commands(path: &Path, dir: &Path) -> Result<()> {
+    if let Some((line, command)) = script::first_meta_command(&dir.join(DUMP))? {
         return Err(Error::usage(
             format!(
                 "{} is not a usable backup: its {DUMP} runs the psql meta-command {command} \
@@ -166,6 +274,15 @@ pub fn open(path: &Path) -> Result<(Manifest, tempfile::TempDir)> {
             "restore only archives written by `pg_dump` through `paperclipctl backup`",
         ));
     }
+    Ok(())
+}
+
+/// Opens one of Paperclip's own dumps (see [`upstream`]) for a restore into `namespace`, checked
+/// as an archive's dump is.
+pub fn open_upstream(path: &Path, namespace: &str) -> Result<(Manifest, tempfile::TempDir)> {
+    let dir = scratch::dir()?;
+    let manifest = upstream::open(path, dir.path(), namespace)?;
+    refuse_meta_commands(path, dir.path())?;
     Ok((manifest, dir))
 }
 

@@ -1,6 +1,7 @@
 //! Putting a verified archive back into a running release. The order keeps every failure
-//! recoverable: the archive's key and config go onto the volume with the current ones kept
-//! beside them (`*.paperclipctl-old`), the app stops, the dump loads in one transaction that
+//! recoverable: the archive's keys, `.env` and config go onto the volume with the current ones
+//! kept beside them (`*.paperclipctl-old`), its other instance files are unpacked over the
+//! instance directory (added or replaced, never removed), the app stops, the dump loads in one transaction that
 //! only commits once all of it arrived, and the app comes back whatever happened. When the load
 //! fails the kept key and config are put back and the app restarts with them, so the old
 //! database is never left with a key that cannot read its secrets.
@@ -19,9 +20,9 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::wait::{await_condition, conditions};
 
-use super::archive::{CONFIG, DUMP, MASTER_KEY, Manifest};
+use super::archive::{DUMP, FILES, INSTANCE_PARTS, Manifest};
 use super::exec::Input;
-use super::{DB_ENV, app_container, bytes_bar, counts, database, release_app_pod};
+use super::{DB_ENV, app_container, bytes_bar, counts, database, release_app_pod, upstream};
 use crate::cluster::{api_error, wait};
 use crate::error::{Error, Result};
 use crate::render::{Object, Wave, meta};
@@ -51,6 +52,21 @@ head -c "$2" >"$f.paperclipctl-new" && [ "$(wc -c <"$f.paperclipctl-new")" -eq "
 if [ -e "$f" ]; then cp -p "$f" "$f.paperclipctl-old"; else : >"$f.paperclipctl-none"; fi &&
 mv "$f.paperclipctl-new" "$f""#;
 
+/// Unpacks `$1` bytes of stdin, a tar checked when the archive was opened, into the instance
+/// directory; GNU tar also refuses members that would land outside it.
+const UNPACK_SCRIPT: &str = r#"cd "${PAPERCLIP_HOME:-/paperclip}/instances/default" || exit 3
+command -v tar >/dev/null || { echo "the app image has no tar" >&2; exit 4; }
+umask 077 && head -c "$1" | tar -xpf - --no-same-owner --no-overwrite-dir"#;
+
+/// The instance files of `manifest` that travel as parts of their own, in the order they are
+/// put back.
+fn instance_parts(manifest: &Manifest) -> Vec<&'static str> {
+    INSTANCE_PARTS
+        .into_iter()
+        .filter(|p| manifest.parts.contains_key(*p))
+        .collect()
+}
+
 /// Puts the kept file back (or removes the new one when there was none before); does nothing
 /// for a file that was never replaced.
 const PUT_BACK_SCRIPT: &str = r#"f="${PAPERCLIP_HOME:-/paperclip}/instances/default/$1"
@@ -69,15 +85,29 @@ pub fn steps(manifest: &Manifest, namespace: &str) -> Vec<String> {
             "write a safety backup of what {namespace} holds now to the local backups directory"
         ),
         format!(
-            "put {MASTER_KEY} and {CONFIG} in the app's volume, keeping the current ones beside them"
+            "put {} in the app's volume, keeping the current ones beside them{}",
+            instance_parts(manifest).join(", "),
+            if manifest.parts.contains_key(FILES) {
+                format!(
+                    ", and unpack the instance files ({}) over the instance directory",
+                    manifest.files.included.join(", ")
+                )
+            } else {
+                String::new()
+            }
         ),
         format!(
             "scale Deployment/{} in {namespace} to 0 and wait until its pods are gone",
             meta::APP_NAME
         ),
         format!(
-            "empty the database and load the dump ({} bytes) in one transaction",
-            manifest.parts.get(DUMP).map_or(0, |p| p.size)
+            "empty the database and load the dump ({} bytes) in one transaction{}",
+            manifest.parts.get(DUMP).map_or(0, |p| p.size),
+            if manifest.upstream_dump {
+                " as the database's superuser (Paperclip's own dump; the instance files stay)"
+            } else {
+                ""
+            }
         ),
         format!(
             "check that the {} table(s) have the recorded row counts",
@@ -106,14 +136,18 @@ pub async fn restore(target: &Target<'_>, manifest: &Manifest, dir: &Path, ui: &
         client, namespace, ..
     } = *target;
     let pods = Api::<Pod>::namespaced(client.clone(), namespace);
+    if manifest.upstream_dump {
+        superuser_at_hand(&database(&pods, namespace), namespace).await?;
+    }
     let app_pod = release_app_pod(client, namespace, "put the instance files back into").await?;
     let container = app_container(&pods, namespace, app_pod);
     // The parts this run began to replace: only those are put back (an older run's leftovers
     // beside the others are not this run's to move).
     let mut begun = Vec::new();
+    let parts = instance_parts(manifest);
     let put = signal::or_interrupted(async {
         crate::cluster::lock::ensure_held().await?;
-        for part in [MASTER_KEY, CONFIG] {
+        for part in parts.iter().copied() {
             begun.push(part);
             let bytes = std::fs::read(dir.join(part)).map_err(Error::Output)?;
             container
@@ -127,6 +161,24 @@ pub async fn restore(target: &Target<'_>, manifest: &Manifest, dir: &Path, ui: &
                 )
                 .await?;
         }
+        if let Some(files) = manifest.parts.get(FILES) {
+            let bar = bytes_bar(ui, "unpacking the instance files");
+            let unpacked = container
+                .run(
+                    "unpacking the instance files",
+                    UNPACK_SCRIPT,
+                    &[&files.size.to_string()],
+                    Input::File {
+                        path: &dir.join(FILES),
+                        then: b"",
+                    },
+                    &bar,
+                    &mut |_| Ok(()),
+                )
+                .await;
+            bar.finish_and_clear();
+            unpacked?;
+        }
         Ok(())
     })
     .await;
@@ -138,8 +190,21 @@ pub async fn restore(target: &Target<'_>, manifest: &Manifest, dir: &Path, ui: &
         });
     }
     ui.note(&format!(
-        "✓ {MASTER_KEY} and {CONFIG} put in place (the current ones kept beside them)"
+        "✓ {} put in place (the current ones kept beside them)",
+        parts.join(", ")
     ));
+    if manifest.parts.contains_key(FILES) {
+        ui.note(&format!(
+            "✓ instance files unpacked ({})",
+            manifest.files.included.join(", ")
+        ));
+    }
+    if manifest.master_key_from_env {
+        ui.note(
+            "note: the backed-up app took its master key from PAPERCLIP_SECRETS_MASTER_KEY; \
+             this release needs the same value to read the restored secrets",
+        );
+    }
 
     let deployments = Api::<Deployment>::namespaced(client.clone(), namespace);
     let replicas = deployments
@@ -160,7 +225,7 @@ pub async fn restore(target: &Target<'_>, manifest: &Manifest, dir: &Path, ui: &
         Ok(tables) => tables,
         Err(e) => {
             back?;
-            return Err(put_back(target, &pods, ui, e).await);
+            return Err(put_back(target, &pods, &parts, ui, e).await);
         }
     };
     back?;
@@ -171,7 +236,7 @@ pub async fn restore(target: &Target<'_>, manifest: &Manifest, dir: &Path, ui: &
     let tidied = async {
         let pod = release_app_pod(client, namespace, "tidy up").await?;
         let container = app_container(&pods, namespace, pod);
-        for part in [MASTER_KEY, CONFIG] {
+        for part in parts.iter().copied() {
             container
                 .output("removing the kept files", DROP_KEPT_SCRIPT, &[part])
                 .await?;
@@ -185,7 +250,8 @@ pub async fn restore(target: &Target<'_>, manifest: &Manifest, dir: &Path, ui: &
         ));
     }
 
-    if tables != manifest.tables {
+    // Paperclip's own dumps record no row counts.
+    if !manifest.upstream_dump && tables != manifest.tables {
         let differ: Vec<String> = manifest
             .tables
             .iter()
@@ -231,7 +297,7 @@ async fn stop_and_load(
     let loaded = db
         .run_reporting(
             "psql restore",
-            &format!("{DB_ENV}{LOAD_SCRIPT}"),
+            &format!("{}{DB_ENV}{LOAD_SCRIPT}", load_env(manifest)),
             &[EMPTY_SQL, &size.to_string()],
             Input::File {
                 path: &dir.join(DUMP),
@@ -262,6 +328,36 @@ async fn stop_and_load(
     counts(&db).await
 }
 
+/// What runs before [`DB_ENV`] for a load: the superuser for Paperclip's own dumps.
+fn load_env(manifest: &Manifest) -> &'static str {
+    if manifest.upstream_dump {
+        upstream::SUPERUSER_ENV
+    } else {
+        ""
+    }
+}
+
+/// Fails, before anything is changed, when the database container offers no superuser to load
+/// one of Paperclip's own dumps with.
+async fn superuser_at_hand(db: &super::exec::Container<'_>, namespace: &str) -> Result<()> {
+    let script = format!(
+        r#"{}{DB_ENV}psql -X -tA -v ON_ERROR_STOP=1 -c "$1""#,
+        upstream::SUPERUSER_ENV
+    );
+    let answer = db
+        .output(
+            "checking for a superuser",
+            &script,
+            &[upstream::IS_SUPERUSER_SQL],
+        )
+        .await?;
+    if String::from_utf8_lossy(&answer).trim() == "t" {
+        Ok(())
+    } else {
+        Err(upstream::needs_superuser(namespace))
+    }
+}
+
 /// psql's error lines without what they quote: a failed row's values (`invalid input syntax
 /// for type integer: "…"`) must not reach a terminal or a CI log.
 fn without_values(stderr: &str) -> String {
@@ -282,12 +378,18 @@ fn without_values(stderr: &str) -> String {
 
 /// After a failed restore: the kept key and config back in place and the app restarted with
 /// them. Returns the error to report, `cause` when all went back.
-async fn put_back(target: &Target<'_>, pods: &Api<Pod>, ui: &Ui, cause: Error) -> Error {
+async fn put_back(
+    target: &Target<'_>,
+    pods: &Api<Pod>,
+    parts: &[&str],
+    ui: &Ui,
+    cause: Error,
+) -> Error {
     let namespace = target.namespace;
     let back = async {
         available(target).await?;
         let pod = release_app_pod(target.client, namespace, "put the kept files back into").await?;
-        put_back_files(&app_container(pods, namespace, pod), &[MASTER_KEY, CONFIG]).await?;
+        put_back_files(&app_container(pods, namespace, pod), parts).await?;
         // The app read the archive's key when it started: restart it with the kept one.
         for pod in crate::onboarding::app_pods(pods, namespace).await? {
             let name = pod.metadata.name.unwrap_or_default();
@@ -300,7 +402,8 @@ async fn put_back(target: &Target<'_>, pods: &Api<Pod>, ui: &Ui, cause: Error) -
     match back.await {
         Ok(()) => {
             ui.note(&format!(
-                "{MASTER_KEY} and {CONFIG} put back as they were; the app restarted with them"
+                "{} put back as they were; the app restarted with them",
+                parts.join(", ")
             ));
             cause
         }

@@ -19,30 +19,74 @@ pub fn run(global: &Global, args: &BackupArgs, ui: &Ui) -> Result<()> {
 
 fn create(global: &Global, args: &BackupArgs, ui: &Ui) -> Result<()> {
     let namespace = super::namespace(global)?;
+    let selection = backup::layout::Selection {
+        include: args.include.iter().cloned().collect(),
+        exclude: args.exclude.iter().cloned().collect(),
+    };
+    selection
+        .check()
+        .map_err(|why| Error::usage(format!("--include/--exclude: {why}"), TREES_HELP))?;
+    let options = backup::Options {
+        selection,
+        recipients: std::sync::Arc::new(backup::crypt::recipients(&args.recipients)?),
+    };
     let path = match &args.file {
         Some(file) => file.clone(),
-        None => backup::new_archive_path(&namespace, None)?,
+        None if options.recipients.is_empty() => backup::new_archive_path(&namespace, None)?,
+        None => {
+            let path = backup::new_archive_path(&namespace, None)?;
+            path.with_file_name(format!(
+                "{}.age",
+                path.file_name().unwrap_or_default().to_string_lossy()
+            ))
+        }
     };
     super::block_on(async {
         let cluster =
             cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref()).await?;
-        let written = backup::backup(&cluster.client, &namespace, &path, ui).await?;
+        let written = backup::backup_with(&cluster.client, &namespace, &path, &options, ui).await?;
         let revision = written
             .manifest
             .revision
             .map_or("no recorded revision".to_string(), |r| {
                 format!("revision {r}")
             });
-        ui.print(&format!(
-            "Backup of {namespace} ({revision}, {} table(s)) written to {} ({} bytes).\n\
-             It holds the instance's master key: keep it as safe as the cluster's secrets.\n",
+        let files = &written.manifest.files;
+        let mut text = format!(
+            "Backup of {namespace} ({revision}, {} table(s)) written to {} ({} bytes).\n",
             written.manifest.tables.len(),
             path.display(),
             written.bytes
-        ))?;
+        );
+        if !files.included.is_empty() {
+            text.push_str(&format!("Instance files: {}.\n", files.included.join(", ")));
+        }
+        if !files.excluded.is_empty() {
+            text.push_str(&format!(
+                "Left out: {} (see --include/--exclude).\n",
+                files.excluded.join(", ")
+            ));
+        }
+        if written.manifest.master_key_from_env {
+            text.push_str(
+                "The master key comes from PAPERCLIP_SECRETS_MASTER_KEY and is not in the \
+                 archive: keep that value with it.\n",
+            );
+        }
+        text.push_str(if written.encrypted {
+            "It is encrypted with age to the given recipients; restore it with --identity.\n"
+        } else {
+            "It is NOT encrypted and holds the instance's keys and the database password: keep \
+             it as safe as the cluster's secrets, or write it with --recipient.\n"
+        });
+        ui.print(&text)?;
         Ok(())
     })
 }
+
+/// What `--include`/`--exclude` accept.
+const TREES_HELP: &str = "see README's \"What a backup holds\" for the trees of the instance \
+                          directory and which are in by default";
 
 fn list(global: &Global, ui: &Ui) -> Result<()> {
     let namespace = super::namespace(global)?;

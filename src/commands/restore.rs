@@ -14,7 +14,15 @@ pub fn run(global: &Global, args: &RestoreArgs, ui: &Ui) -> Result<()> {
     let loaded = super::load_profile(global)?;
     let namespace = loaded.profile.namespace.to_string();
     // Checked before anything else: a refused archive never reaches the cluster.
-    let (manifest, dir) = backup::open(&args.archive)?;
+    let identities = match &args.identity {
+        Some(file) => backup::crypt::identities(file)?,
+        None => Vec::new(),
+    };
+    let (manifest, dir) = if backup::upstream::is_upstream_dump(&args.archive) {
+        backup::open_upstream(&args.archive, &namespace)?
+    } else {
+        backup::open(&args.archive, &identities)?
+    };
     if manifest.namespace != namespace && !args.other_namespace {
         return Err(Error::usage(
             format!(

@@ -364,6 +364,20 @@ async fn backup_and_restore_bring_back_rows_and_the_master_key_and_refuse_a_tamp
         .0
         .clone();
     let db_password = String::from_utf8(db_password).unwrap();
+    let storage = "/paperclip/instances/default/data/storage";
+    let upload = format!("{storage}/company-1/upload.png");
+    let wrote = real::exec_app(
+        ns,
+        &[
+            "sh",
+            "-c",
+            "mkdir -p \"$(dirname \"$1\")\" && printf 'uploaded bytes' > \"$1\"",
+            "sh",
+            &upload,
+        ],
+    )
+    .await;
+    assert!(wrote.success, "{}", wrote.stderr);
 
     let archive = home.path().join("backup.tar.zst");
     let archive_arg = archive.to_str().unwrap();
@@ -418,6 +432,8 @@ async fn backup_and_restore_bring_back_rows_and_the_master_key_and_refuse_a_tamp
     real_psql(ns, "DROP TABLE backup_t").await;
     let removed = real::exec_app(ns, &["rm", key]).await;
     assert!(removed.success, "{}", removed.stderr);
+    let removed = real::exec_app(ns, &["rm", "-r", storage]).await;
+    assert!(removed.success, "{}", removed.stderr);
     let refused = run(ns, &["restore", archive_arg, "--yes"]).await;
     let stderr = text(&refused.stderr);
     assert_eq!(refused.status.code(), Some(5), "{stderr}");
@@ -433,7 +449,11 @@ async fn backup_and_restore_bring_back_rows_and_the_master_key_and_refuse_a_tamp
         text(&restored.stderr)
     );
     assert_eq!(real_psql(ns, "SELECT count(*) FROM backup_t").await, "250");
-    assert_eq!(app_file(ns, key).await, Some(master_key));
+    assert_eq!(app_file(ns, key).await, Some(master_key.clone()));
+    assert_eq!(
+        app_file(ns, &upload).await.as_deref(),
+        Some(&b"uploaded bytes"[..])
+    );
     // The real app runs on the restored instance.
     real::settled(ns).await;
 
@@ -447,4 +467,45 @@ async fn backup_and_restore_bring_back_rows_and_the_master_key_and_refuse_a_tamp
         "{stderr}"
     );
     assert_eq!(real_psql(ns, "SELECT count(*) FROM backup_t").await, "200");
+
+    // An archive whose instance files hold a link out of the instance directory is refused
+    // before anything is touched: rows, key and volume stay as they are.
+    let forged = forged_with_escaping_link(&home.path().join("restored.tar.zst"), ns).await;
+    let refused = run(ns, &["restore", forged.to_str().unwrap(), "--yes"]).await;
+    let stderr = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("pointing outside"), "{stderr}");
+    assert_eq!(real_psql(ns, "SELECT count(*) FROM backup_t").await, "200");
+    assert_eq!(app_file(ns, key).await, Some(master_key));
+    let escaped = real::exec_app(ns, &["test", "-e", &format!("{storage}/escape")]).await;
+    assert!(!escaped.success, "the forged link was written");
+}
+
+/// A fresh backup (at `path`) whose instance files were replaced by a tar holding a symbolic
+/// link out of the instance directory, with a manifest that matches, as anyone holding an
+/// archive can write one.
+async fn forged_with_escaping_link(path: &Path, namespace: &str) -> std::path::PathBuf {
+    use paperclipctl::backup::archive::{self, FILES};
+    let taken = run(namespace, &["backup", "-f", path.to_str().unwrap()]).await;
+    assert!(taken.status.success(), "{}", text(&taken.stderr));
+    let (mut manifest, parts) = paperclipctl::backup::open(path, &[]).unwrap();
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Symlink);
+    header.set_size(0);
+    tar.append_link(&mut header, "data/storage/escape", "../../../../../tmp")
+        .unwrap();
+    let files = tar.into_inner().unwrap();
+    std::fs::write(parts.path().join(FILES), &files).unwrap();
+    manifest.parts.insert(FILES.into(), archive::digest(&files));
+    let forged = path.with_file_name("forged.tar.zst");
+    archive::write(
+        &forged,
+        parts.path(),
+        &manifest,
+        &[],
+        &std::sync::atomic::AtomicBool::new(false),
+    )
+    .unwrap();
+    forged
 }

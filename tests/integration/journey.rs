@@ -26,7 +26,7 @@ use crate::install::{Setup, setup, text};
 
 /// The profile a user would write for the real node: the harness's images and storage class,
 /// pinned to the node and tolerating its taints.
-async fn profile_file(
+pub(crate) async fn profile_file(
     real: &RealNode,
     setup: &Setup,
     dir: &std::path::Path,
@@ -70,7 +70,7 @@ async fn profile_file(
 }
 
 /// Runs paperclipctl `args` as the user would, with the Infisical identity exported.
-async fn paperclipctl(args: &[&str]) -> Output {
+pub(crate) async fn paperclipctl(args: &[&str]) -> Output {
     crate::install::operator_command()
         .args(args)
         .output()
@@ -78,7 +78,7 @@ async fn paperclipctl(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn ok(run: &Output, what: &str) -> String {
+pub(crate) fn ok(run: &Output, what: &str) -> String {
     let stdout = text(&run.stdout);
     assert!(
         run.status.success(),
@@ -91,7 +91,7 @@ fn ok(run: &Output, what: &str) -> String {
 
 /// The real app, reached the way a user reaches a ClusterIP Service from a laptop: `kubectl
 /// port-forward` to the Deployment, and the signed-in session's cookie.
-struct App {
+pub(crate) struct App {
     forward: tokio::process::Child,
     base: String,
     cookie: Option<String>,
@@ -99,7 +99,7 @@ struct App {
 }
 
 impl App {
-    async fn connect(namespace: &str) -> App {
+    pub(crate) async fn connect(namespace: &str) -> App {
         let mut forward = tokio::process::Command::from(Harness::shared().kubectl())
             .args(["port-forward", "-n", namespace, "deploy/paperclip", ":3100"])
             .stdout(std::process::Stdio::piped())
@@ -134,7 +134,7 @@ impl App {
 
     /// One request with the Host and Origin upstream accepts for the public URL
     /// http://localhost:3100; keeps the session cookie it is given.
-    async fn call(
+    pub(crate) async fn call(
         &mut self,
         method: reqwest::Method,
         path: &str,
@@ -165,7 +165,12 @@ impl App {
         (status, response.bytes().await.unwrap().to_vec())
     }
 
-    async fn json(&mut self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    pub(crate) async fn json(
+        &mut self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
         let body = body.map(|b| ("application/json", serde_json::to_vec(&b).unwrap()));
         let (status, bytes) = self.call(method.clone(), path, body).await;
         assert!(
@@ -184,16 +189,16 @@ impl Drop for App {
 }
 
 /// What the journey created, to be found again after each step.
-struct Data {
+pub(crate) struct Data {
     company: String,
     agent: String,
     asset: String,
 }
 
-const INSTRUCTIONS: &str = "Write the weekly report.";
-const UPLOAD: &[u8] = b"\x89PNG\r\n\x1a\njourney";
+pub(crate) const INSTRUCTIONS: &str = "Write the weekly report.";
+pub(crate) const UPLOAD: &[u8] = b"\x89PNG\r\n\x1a\njourney";
 
-async fn create_data(app: &mut App) -> Data {
+pub(crate) async fn create_data(app: &mut App) -> Data {
     let company = app
         .json(
             reqwest::Method::POST,
@@ -262,7 +267,7 @@ async fn create_data(app: &mut App) -> Data {
 }
 
 /// Signs in again (a new server may have new sessions) and finds everything `data` names.
-async fn assert_data_intact(namespace: &str, data: &Data) {
+pub(crate) async fn assert_data_intact(namespace: &str, data: &Data) {
     let mut app = App::connect(namespace).await;
     sign_in(&mut app).await;
     let companies = app.json(reqwest::Method::GET, "/api/companies", None).await;
@@ -299,9 +304,9 @@ async fn assert_data_intact(namespace: &str, data: &Data) {
     assert!(secrets.to_string().contains("JOURNEY_TOKEN"), "{secrets}");
 }
 
-const ADMIN: (&str, &str) = ("admin@journey.example", "correct-horse-battery-staple-1");
+pub(crate) const ADMIN: (&str, &str) = ("admin@journey.example", "correct-horse-battery-staple-1");
 
-async fn sign_in(app: &mut App) {
+pub(crate) async fn sign_in(app: &mut App) {
     app.json(
         reqwest::Method::POST,
         "/api/auth/sign-in/email",

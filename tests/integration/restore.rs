@@ -249,7 +249,7 @@ impl Restorable {
     /// A copy of the archive with its dump followed by `sql` and `key` as its master key,
     /// with a manifest that matches (as anyone with the archive can write one).
     fn forged(&self, name: &str, sql: &str, key: &[u8]) -> String {
-        let (mut manifest, parts) = paperclipctl::backup::open(&self.archive).unwrap();
+        let (mut manifest, parts) = paperclipctl::backup::open(&self.archive, &[]).unwrap();
         let dump = parts.path().join(DUMP);
         let mut body = std::fs::read(&dump).unwrap();
         body.extend_from_slice(sql.as_bytes());
@@ -258,7 +258,7 @@ impl Restorable {
         manifest.parts.insert(DUMP.into(), archive::digest(&body));
         manifest.parts.insert(KEY_PART.into(), archive::digest(key));
         let path = self.backups.path().join(name);
-        archive::write(&path, parts.path(), &manifest, &AtomicBool::new(false)).unwrap();
+        archive::write(&path, parts.path(), &manifest, &[], &AtomicBool::new(false)).unwrap();
         path.display().to_string()
     }
 
@@ -377,7 +377,7 @@ async fn a_failed_load_keeps_the_instance_key_the_data_and_the_rows_out_of_the_o
         .collect();
     assert_eq!(safety.len(), 1, "{safety:?}");
     assert_eq!(mode(&safety[0]), 0o600);
-    let (manifest, parts) = paperclipctl::backup::open(&safety[0]).unwrap();
+    let (manifest, parts) = paperclipctl::backup::open(&safety[0], &[]).unwrap();
     assert_eq!(
         std::fs::read(parts.path().join(KEY_PART)).unwrap(),
         MASTER_KEY

@@ -132,19 +132,32 @@ impl Slot {
     }
 }
 
+impl Slot {
+    /// Deletes `namespace` now, for a test that is done with one release before its next.
+    pub fn free(&mut self, namespace: &str) {
+        self.namespaces.retain(|held| held != namespace);
+        delete_namespaces(&[namespace.to_string()]);
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         // A failed test drops its slot while unwinding too: the namespace goes either way.
-        // Without --wait, so the next test's install starts while the pods terminate.
-        if self.namespaces.is_empty() {
-            return;
-        }
-        let _ = Harness::shared()
-            .kubectl()
-            .args(["delete", "namespace", "--wait=false", "--ignore-not-found"])
-            .args(&self.namespaces)
-            .output();
+        delete_namespaces(&self.namespaces);
     }
+}
+
+/// Deletes the namespaces without waiting, so the next test's install starts while the pods
+/// terminate.
+fn delete_namespaces(namespaces: &[String]) {
+    if namespaces.is_empty() {
+        return;
+    }
+    let _ = Harness::shared()
+        .kubectl()
+        .args(["delete", "namespace", "--wait=false", "--ignore-not-found"])
+        .args(namespaces)
+        .output();
 }
 
 /// Polls (with a deadline) until `paperclipctl status` says the app of the release in
