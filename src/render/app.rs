@@ -17,8 +17,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::Object;
 use super::database::PORT as DB_PORT;
 use super::meta::{
-    self, APP_NAME, Component, DATA_PVC, DB_NAME, DB_PASSWORD_KEY, SHELL_HOME_PVC, SHELL_INVENTORY,
-    SHELL_KEYS_SECRET, SHELL_NAME, SHELL_PULL_SECRET,
+    self, APP_NAME, Component, DATA_PVC, DB_NAME, DB_PASSWORD_KEY, SHELL_ALERTS_SECRET,
+    SHELL_HOME_PVC, SHELL_INVENTORY, SHELL_KEYS_SECRET, SHELL_NAME, SHELL_PULL_SECRET,
 };
 use super::pod;
 use crate::profile::Profile;
@@ -31,7 +31,17 @@ pub const SSHD_PORT: i32 = 2222;
 /// The uid:gid of the upstream image's `node` user and of the sidecar's `agent` user.
 const UID: i64 = 1000;
 const DATA_PATH: &str = "/paperclip";
-const DEFAULT_INVENTORY: &str = include_str!("../../embedded/shell-image/inventory.yaml");
+/// Where Paperclip keeps its agents' workspaces, relative to the data volume (upstream:
+/// `$PAPERCLIP_HOME/instances/<instance>/workspaces/<agent>`, instance `default`). It is the only
+/// part of the volume the shell sidecar sees: the rest holds the instance's master key, its
+/// `.env` and its backups.
+const WORKSPACES: &str = "instances/default/workspaces";
+/// Pod template annotation with the inventory's digest: a changed inventory changes the
+/// template, so the Deployment rolls the pod and the new sidecar's boot hook converges it.
+pub const INVENTORY_CHECKSUM: &str = "paperclipctl.io/shell-inventory-sha256";
+/// Said at the top of the rendered inventory, for whoever reads the ConfigMap.
+const INVENTORY_HEADER: &str = "# Rendered from the profile's shell.inventory; \
+the sidecar converges its home volume to it at every boot.\n";
 
 /// Settings upstream reads from `config.json` unless the environment names them (server
 /// `config.js`: the environment wins). The first start has no `config.json` and derives them
@@ -65,7 +75,7 @@ pub fn objects(profile: &Profile) -> Vec<Object> {
             kept(meta::object(profile, SHELL_HOME_PVC, Component::App)),
             &shell.home,
         )));
-        objects.push(Object::ConfigMap(inventory(profile)));
+        objects.push(Object::ConfigMap(inventory(profile, shell)));
         objects.push(Object::Secret(authorized_keys(profile)));
     }
     objects.push(Object::Deployment(deployment(profile)));
@@ -80,15 +90,27 @@ fn kept(metadata: ObjectMeta) -> ObjectMeta {
     meta::annotate(metadata, meta::KEEP, "true")
 }
 
-fn inventory(profile: &Profile) -> ConfigMap {
+fn inventory(profile: &Profile, shell: &Shell) -> ConfigMap {
     ConfigMap {
         metadata: meta::object(profile, SHELL_INVENTORY, Component::App),
         data: Some(BTreeMap::from([(
             "inventory.yaml".to_string(),
-            DEFAULT_INVENTORY.to_string(),
+            inventory_yaml(shell),
         )])),
         ..Default::default()
     }
+}
+
+/// The inventory file the sidecar's reconciler reads, in its own format.
+fn inventory_yaml(shell: &Shell) -> String {
+    let body = serde_yaml_ng::to_string(&shell.inventory).expect("lists of strings serialize");
+    format!("{INVENTORY_HEADER}{body}")
+}
+
+fn inventory_checksum(shell: &Shell) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(inventory_yaml(shell).as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The sidecar's authorized_keys, rendered without its content like every Secret: install
@@ -263,6 +285,17 @@ fn shell_container(shell: &Shell) -> Container {
         name: SHELL_NAME.into(),
         image: Some(shell.image.to_string()),
         ports: Some(ports),
+        // The alert settings reach the boot hooks only: the entrypoint drops them from the
+        // environment before it execs sshd. Optional, so the shell starts without them.
+        env_from: shell.alerts.as_ref().map(|_| {
+            vec![EnvFromSource {
+                secret_ref: Some(SecretEnvSource {
+                    name: SHELL_ALERTS_SECRET.into(),
+                    optional: Some(true),
+                }),
+                ..Default::default()
+            }]
+        }),
         resources: Some(pod::resources(&shell.resources)),
         security_context: Some(SecurityContext {
             run_as_user: Some(UID),
@@ -277,11 +310,40 @@ fn shell_container(shell: &Shell) -> Container {
         }),
         volume_mounts: Some(vec![
             mount("shell-home", "/home/agent", false),
-            // Read-only: a shell reachable over SSH must not change the instance's files.
-            mount("data", DATA_PATH, true),
+            // The agents' workspaces only, read-only: a shell reachable over SSH must neither
+            // read the instance's key and settings nor change its files.
+            VolumeMount {
+                sub_path: Some(WORKSPACES.into()),
+                ..mount("data", &format!("{DATA_PATH}/{WORKSPACES}"), true)
+            },
             mount("ssh-keys", "/etc/ssh-keys", true),
             mount("inventory", "/etc/paperclip-shell", true),
         ]),
+        ..Default::default()
+    }
+}
+
+/// Creates the workspaces directory as the app's user before the sidecar mounts it: the kubelet
+/// would otherwise create a missing subPath, and its parents, owned by root.
+fn workspaces_init(shell: &Shell) -> Container {
+    Container {
+        name: "shell-workspaces".into(),
+        image: Some(shell.image.to_string()),
+        command: Some(vec![
+            "mkdir".into(),
+            "-p".into(),
+            format!("{DATA_PATH}/{WORKSPACES}"),
+        ]),
+        resources: Some(pod::fixed_resources(
+            &[("cpu", "10m"), ("memory", "16Mi")],
+            &[("cpu", "100m"), ("memory", "64Mi")],
+        )),
+        security_context: Some(SecurityContext {
+            run_as_user: Some(UID),
+            run_as_group: Some(UID),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![mount("data", DATA_PATH, false)]),
         ..Default::default()
     }
 }
@@ -309,9 +371,13 @@ fn claim_volume(name: &str, claim: &str) -> Volume {
 fn deployment(profile: &Profile) -> Deployment {
     let app = &profile.app;
     let mut containers = vec![app_container(profile)];
+    let mut init_containers = Vec::new();
+    let mut template_annotations = BTreeMap::new();
     let mut volumes = vec![claim_volume("data", DATA_PVC)];
     if let Some(shell) = &profile.shell {
         containers.push(shell_container(shell));
+        init_containers.push(workspaces_init(shell));
+        template_annotations.insert(INVENTORY_CHECKSUM.to_string(), inventory_checksum(shell));
         volumes.push(claim_volume("shell-home", SHELL_HOME_PVC));
         volumes.push(Volume {
             name: "ssh-keys".into(),
@@ -346,10 +412,14 @@ fn deployment(profile: &Profile) -> Deployment {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(meta::labels(Component::App)),
+                    annotations: (!template_annotations.is_empty()).then_some(template_annotations),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
                     containers,
+                    init_containers: (!init_containers.is_empty()).then_some(init_containers),
+                    // Hardening turns the token off unless the profile asks for it.
+                    automount_service_account_token: app.service_account_token.then_some(true),
                     // Volumes mount root-owned; fsGroup makes them writable for uid 1000 in both
                     // containers, and files created by exec stay owned by that user.
                     security_context: Some(PodSecurityContext {

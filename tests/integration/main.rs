@@ -14,6 +14,7 @@ mod render;
 mod restore;
 mod secrets;
 mod shell_image;
+mod shell_inventory;
 mod sidecar;
 mod smoke;
 mod ssh;
