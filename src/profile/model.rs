@@ -265,6 +265,10 @@ pub struct Shell {
     /// Where the boot hook reports a failed reconcile; absent means the MOTD and log only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerts: Option<Alerts>,
+    /// Plain (non-secret) environment variables of the sidecar, such as the `HTTPS_PROXY` its
+    /// package managers download through.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<EnvName, String>,
 }
 
 /// Tools grouped by the manager that installs them, in the sidecar's inventory file format

@@ -302,6 +302,17 @@ fn check_shell(p: &Profile) -> Result<(), Issue> {
         }
     }
     check_inventory(&shell.inventory)?;
+    for name in shell.env.keys() {
+        if name.as_str().starts_with("TELEGRAM_") || looks_secret(name.as_str()) {
+            return Err(Issue::new(
+                format!("shell.env.{name}"),
+                format!(
+                    "{name} looks like a credential, and plain env values are printed in plans"
+                ),
+                "keep alert settings in Infisical and name their keys in shell.alerts.telegram",
+            ));
+        }
+    }
     if let Some(alerts) = &shell.alerts {
         let telegram = &alerts.telegram;
         if telegram.bot_token_key == telegram.chat_id_key {

@@ -285,6 +285,13 @@ fn shell_container(shell: &Shell) -> Container {
         name: SHELL_NAME.into(),
         image: Some(shell.image.to_string()),
         ports: Some(ports),
+        env: (!shell.env.is_empty()).then(|| {
+            shell
+                .env
+                .iter()
+                .map(|(k, v)| pod::env(k.as_str(), v.clone()))
+                .collect()
+        }),
         // The alert settings reach the boot hooks only: the entrypoint drops them from the
         // environment before it execs sshd. Optional, so the shell starts without them.
         env_from: shell.alerts.as_ref().map(|_| {
