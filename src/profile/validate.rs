@@ -303,7 +303,8 @@ fn check_shell(p: &Profile) -> Result<(), Issue> {
     }
     check_inventory(&shell.inventory)?;
     for name in shell.env.keys() {
-        if name.as_str().starts_with("TELEGRAM_") || looks_secret(name.as_str()) {
+        let alert_setting = ["TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID"].contains(&name.as_str());
+        if alert_setting || looks_secret(name.as_str()) {
             return Err(Issue::new(
                 format!("shell.env.{name}"),
                 format!(
