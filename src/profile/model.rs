@@ -269,6 +269,11 @@ pub struct Shell {
     /// package managers download through.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<EnvName, String>,
+    /// PEM certificates the sidecar's downloads trust instead of the image's own bundle, for a
+    /// network whose proxy inspects TLS: a complete bundle, such as the `ca-certificates.crt` of a
+    /// machine that trusts that proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<String>,
 }
 
 /// Tools grouped by the manager that installs them, in the sidecar's inventory file format

@@ -302,6 +302,15 @@ fn check_shell(p: &Profile) -> Result<(), Issue> {
         }
     }
     check_inventory(&shell.inventory)?;
+    if let Some(bundle) = &shell.ca_bundle
+        && (!bundle.contains("-----BEGIN CERTIFICATE-----") || bundle.contains("PRIVATE KEY"))
+    {
+        return Err(Issue::new(
+            "shell.caBundle",
+            "not a PEM certificate bundle",
+            "paste the certificates (-----BEGIN CERTIFICATE----- blocks), never a private key",
+        ));
+    }
     for name in shell.env.keys() {
         let alert_setting = ["TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID"].contains(&name.as_str());
         if alert_setting || looks_secret(name.as_str()) {

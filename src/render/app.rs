@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvFromSource,
-    HTTPGetAction, HTTPHeader, LocalObjectReference, PersistentVolumeClaimVolumeSource,
+    EnvVar, HTTPGetAction, HTTPHeader, LocalObjectReference, PersistentVolumeClaimVolumeSource,
     PodSecurityContext, PodSpec, PodTemplateSpec, Probe, Secret, SecretEnvSource,
     SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction,
     Volume, VolumeMount,
@@ -36,9 +36,21 @@ const DATA_PATH: &str = "/paperclip";
 /// part of the volume the shell sidecar sees: the rest holds the instance's master key, its
 /// `.env` and its backups.
 const WORKSPACES: &str = "instances/default/workspaces";
-/// Pod template annotation with the inventory's digest: a changed inventory changes the
-/// template, so the Deployment rolls the pod and the new sidecar's boot hook converges it.
-pub const INVENTORY_CHECKSUM: &str = "paperclipctl.io/shell-inventory-sha256";
+/// Pod template annotation with the digest of the sidecar's ConfigMap (its inventory and CA
+/// bundle): a change changes the template, so the Deployment rolls the pod and the new
+/// sidecar's boot hook converges to it.
+pub const SHELL_CONFIG_CHECKSUM: &str = "paperclipctl.io/shell-config-sha256";
+/// Where the sidecar finds the profile's CA bundle (a key of its ConfigMap).
+const CA_BUNDLE: &str = "ca-bundle.crt";
+/// The variables through which the sidecar's downloaders take a CA bundle: OpenSSL and rustls
+/// users (curl, rustup, mise), Node (npm), pip (pipx) and cargo.
+const CA_BUNDLE_ENV: &[&str] = &[
+    "SSL_CERT_FILE",
+    "NODE_EXTRA_CA_CERTS",
+    "PIP_CERT",
+    "REQUESTS_CA_BUNDLE",
+    "CARGO_HTTP_CAINFO",
+];
 /// Said at the top of the rendered inventory, for whoever reads the ConfigMap.
 const INVENTORY_HEADER: &str = "# Rendered from the profile's shell.inventory; \
 the sidecar converges its home volume to it at every boot.\n";
@@ -93,12 +105,18 @@ fn kept(metadata: ObjectMeta) -> ObjectMeta {
 fn inventory(profile: &Profile, shell: &Shell) -> ConfigMap {
     ConfigMap {
         metadata: meta::object(profile, SHELL_INVENTORY, Component::App),
-        data: Some(BTreeMap::from([(
-            "inventory.yaml".to_string(),
-            inventory_yaml(shell),
-        )])),
+        data: Some(shell_config(shell)),
         ..Default::default()
     }
+}
+
+/// The files of the sidecar's ConfigMap: the inventory, and the CA bundle when there is one.
+fn shell_config(shell: &Shell) -> BTreeMap<String, String> {
+    let mut data = BTreeMap::from([("inventory.yaml".to_string(), inventory_yaml(shell))]);
+    if let Some(bundle) = &shell.ca_bundle {
+        data.insert(CA_BUNDLE.to_string(), bundle.clone());
+    }
+    data
 }
 
 /// The inventory file the sidecar's reconciler reads, in its own format.
@@ -107,10 +125,18 @@ fn inventory_yaml(shell: &Shell) -> String {
     format!("{INVENTORY_HEADER}{body}")
 }
 
-fn inventory_checksum(shell: &Shell) -> String {
+fn shell_config_checksum(shell: &Shell) -> String {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(inventory_yaml(shell).as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    let mut hasher = Sha256::new();
+    for (name, content) in shell_config(shell) {
+        hasher.update(format!("{name}\0{}\0", content.len()));
+        hasher.update(content);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The sidecar's authorized_keys, rendered without its content like every Secret: install
@@ -285,13 +311,7 @@ fn shell_container(shell: &Shell) -> Container {
         name: SHELL_NAME.into(),
         image: Some(shell.image.to_string()),
         ports: Some(ports),
-        env: (!shell.env.is_empty()).then(|| {
-            shell
-                .env
-                .iter()
-                .map(|(k, v)| pod::env(k.as_str(), v.clone()))
-                .collect()
-        }),
+        env: shell_env(shell),
         // The alert settings reach the boot hooks only: the entrypoint drops them from the
         // environment before it execs sshd. Optional, so the shell starts without them.
         env_from: shell.alerts.as_ref().map(|_| {
@@ -330,12 +350,29 @@ fn shell_container(shell: &Shell) -> Container {
     }
 }
 
+/// The sidecar's plain variables: the profile's, and where the CA bundle is when there is one.
+fn shell_env(shell: &Shell) -> Option<Vec<EnvVar>> {
+    let bundle = format!("/etc/paperclip-shell/{CA_BUNDLE}");
+    let ca = shell.ca_bundle.iter().flat_map(|_| CA_BUNDLE_ENV);
+    let env: Vec<EnvVar> = ca
+        .map(|name| pod::env(name, bundle.clone()))
+        .chain(
+            shell
+                .env
+                .iter()
+                .map(|(k, v)| pod::env(k.as_str(), v.clone())),
+        )
+        .collect();
+    (!env.is_empty()).then_some(env)
+}
+
 /// Creates the workspaces directory as the app's user before the sidecar mounts it: the kubelet
-/// would otherwise create a missing subPath, and its parents, owned by root.
-fn workspaces_init(shell: &Shell) -> Container {
+/// would otherwise create a missing subPath, and its parents, owned by root. It runs the app's
+/// image, which the pod pulls first anyway, so the app does not wait for the sidecar's pull.
+fn workspaces_init(profile: &Profile) -> Container {
     Container {
         name: "shell-workspaces".into(),
-        image: Some(shell.image.to_string()),
+        image: Some(profile.app.image.to_string()),
         command: Some(vec![
             "mkdir".into(),
             "-p".into(),
@@ -383,8 +420,11 @@ fn deployment(profile: &Profile) -> Deployment {
     let mut volumes = vec![claim_volume("data", DATA_PVC)];
     if let Some(shell) = &profile.shell {
         containers.push(shell_container(shell));
-        init_containers.push(workspaces_init(shell));
-        template_annotations.insert(INVENTORY_CHECKSUM.to_string(), inventory_checksum(shell));
+        init_containers.push(workspaces_init(profile));
+        template_annotations.insert(
+            SHELL_CONFIG_CHECKSUM.to_string(),
+            shell_config_checksum(shell),
+        );
         volumes.push(claim_volume("shell-home", SHELL_HOME_PVC));
         volumes.push(Volume {
             name: "ssh-keys".into(),

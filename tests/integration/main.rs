@@ -10,6 +10,7 @@ mod ownership;
 mod preflight;
 mod profile_errors;
 mod records;
+mod registry_login;
 mod render;
 mod restore;
 mod secrets;

@@ -27,7 +27,7 @@ fn pod(p: &Profile) -> PodSpec {
 
 fn checksum(p: &Profile) -> String {
     let template = deployment(p).spec.unwrap().template.metadata.unwrap();
-    template.annotations.unwrap()["paperclipctl.io/shell-inventory-sha256"].clone()
+    template.annotations.unwrap()["paperclipctl.io/shell-config-sha256"].clone()
 }
 
 fn inventory_file(p: &Profile) -> String {
@@ -455,6 +455,16 @@ mod real_node {
             .expect("an app pod")
     }
 
+    /// The sidecar's log (the boot hooks' output), for a failure message.
+    fn sidecar_log(namespace: &str, pod: &str) -> String {
+        let out = Harness::shared()
+            .kubectl()
+            .args(["logs", "-n", namespace, pod, "-c", "paperclip-shell"])
+            .output()
+            .unwrap();
+        text(&out.stdout)
+    }
+
     /// Runs `script` with bash in the sidecar of the app pod.
     fn in_sidecar(namespace: &str, pod: &str, script: &str) -> String {
         let out = Harness::shared()
@@ -517,6 +527,8 @@ mod real_node {
         let proxy = format!("http://{node_ip}:{}", start_proxy(node_ip).await);
         let (bot_port, bot_requests) = start_bot_api(node_ip).await;
         let public_key = std::fs::read_to_string(format!("{}.pub", needs.ssh_key)).unwrap();
+        // This machine's egress inspects TLS: the sidecar trusts what this machine trusts.
+        let ca_bundle = std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap();
 
         let setup = setup("shell-inventory", None).await;
         let _freed = Freed(setup.namespace.clone());
@@ -538,6 +550,7 @@ mod real_node {
                     "home": {"size": "2Gi"},
                     "authorizedKeys": [public_key.trim()],
                     "inventory": inventory,
+                    "caBundle": ca_bundle,
                     "alerts": {"telegram": {"botTokenKey": "SHELL_BOT_TOKEN", "chatIdKey": "SHELL_BOT_CHAT"}},
                     "env": {
                         "HTTPS_PROXY": proxy,
@@ -591,7 +604,8 @@ mod real_node {
             format!(
                 "⚠ paperclip-shell: 1 install(s) failed on last reconcile (mise use --global {UNREACHABLE})"
             ),
-            "only mise's download fails"
+            "only mise's download fails:\n{}",
+            sidecar_log(&setup.namespace, &first_name)
         );
         let tools = in_sidecar(
             &setup.namespace,
@@ -657,7 +671,8 @@ mod real_node {
         let summary = reconciled(&setup.namespace, Duration::from_secs(10 * 60)).await;
         assert!(
             summary.starts_with("✓ paperclip-shell: 0 installed, 2 already present, 1 removed @ "),
-            "{summary}"
+            "{summary}\n{}",
+            sidecar_log(&setup.namespace, &second_name)
         );
         assert_eq!(
             bot_requests.lock().unwrap().len(),

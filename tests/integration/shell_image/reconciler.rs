@@ -312,9 +312,21 @@ fn fresh_home_gets_every_inventory_tool_and_no_alert() {
 }
 
 #[test]
-fn unchanged_inventory_queries_each_manager_once_and_installs_nothing() {
+fn unchanged_inventory_asks_no_manager_after_a_converged_run() {
     let shell = Shell::new(&default_inventory());
     shell.reconcile(None);
+    shell.reconcile(None);
+
+    let calls = shell.calls();
+    assert!(calls.is_empty(), "an unchanged boot asked: {calls:?}");
+    assert_success_motd(&shell.motd(), 0, 6, 0);
+}
+
+#[test]
+fn without_the_convergence_stamp_each_manager_is_queried_once_and_nothing_installed() {
+    let shell = Shell::new(&default_inventory());
+    shell.reconcile(None);
+    std::fs::remove_file(shell.path("home/.paperclip-shell/converged")).unwrap();
     shell.reconcile(None);
 
     let calls = shell.calls();
