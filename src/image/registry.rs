@@ -2,7 +2,6 @@
 //! machine, and what a registry's errors mean. Pushing, preflight's image checks and install's
 //! digest pinning all read registries through this one module, so they agree on credentials.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -48,14 +47,12 @@ impl Credentials {
     }
 }
 
-/// Registry logins: the ones this run was given (the shell's pull secret from Infisical), then
-/// whatever the Docker config file has for the registry, as Docker itself finds it: a
-/// `credHelpers` entry, an inline `auths` login, or the `credsStore` helper.
+/// Registry logins: whatever the Docker config file has for a registry, as Docker itself finds
+/// it: a `credHelpers` entry, an inline `auths` login, or the `credsStore` helper.
 ///
-/// Debug output names the registries only: credentials must never reach a log or a report.
+/// Debug output says only whether there is a config: credentials must never reach a log.
 #[derive(Clone, Default)]
 pub struct RegistryAuth {
-    logins: BTreeMap<String, Credentials>,
     /// The Docker config document (it may hold inline passwords: never shown).
     docker_config: Option<String>,
 }
@@ -63,7 +60,6 @@ pub struct RegistryAuth {
 impl fmt::Debug for RegistryAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RegistryAuth")
-            .field("logins", &self.logins.keys().collect::<Vec<_>>())
             .field("docker_config", &self.docker_config.is_some())
             .finish()
     }
@@ -122,30 +118,15 @@ impl RegistryAuth {
             return Err("not a Docker config document (not a JSON object)".into());
         }
         Ok(RegistryAuth {
-            logins: BTreeMap::new(),
             docker_config: Some(text.to_string()),
         })
-    }
-
-    /// Adds a login for `registry` that wins over the Docker config's.
-    pub fn with_login(mut self, registry: &str, login: Credentials) -> RegistryAuth {
-        self.logins.insert(registry_key(registry), login);
-        self
-    }
-
-    /// Whether the Docker config has a login for `registry` (running its helper if it names one).
-    pub fn docker_config_has(&self, registry: &str) -> bool {
-        self.docker_login(registry).is_some()
     }
 
     /// The login for `registry` (a host, or a Docker config key), if there is one. A credential
     /// helper that fails or is missing counts as no login: the registry's refusal then says what
     /// is wrong, where a helper's own output could carry a secret.
     pub fn get(&self, registry: &str) -> Option<Credentials> {
-        self.logins
-            .get(&registry_key(registry))
-            .cloned()
-            .or_else(|| self.docker_login(registry))
+        self.docker_login(registry)
     }
 
     fn docker_login(&self, registry: &str) -> Option<Credentials> {
@@ -301,17 +282,6 @@ mod tests {
         // A login that cannot be decoded is no login, and nothing says what it held.
         let auth = RegistryAuth::parse(r#"{"auths": {"r": {"auth": "c2VjcmV0"}}}"#).unwrap();
         assert!(auth.get("r").is_none());
-    }
-
-    #[test]
-    fn a_login_given_for_the_run_wins_over_the_docker_config() {
-        let config = r#"{"auths": {"ghcr.io": {"username": "docker", "password": "p"}}}"#;
-        let auth = RegistryAuth::parse(config)
-            .unwrap()
-            .with_login("ghcr.io", Credentials::new("infisical", "q"));
-        assert_eq!(auth.get("ghcr.io").unwrap().username, "infisical");
-        assert!(auth.docker_config_has("ghcr.io"));
-        assert!(!auth.docker_config_has("quay.io"));
     }
 
     #[test]
