@@ -23,6 +23,7 @@ pub mod release;
 pub mod render;
 pub mod rollback;
 pub mod secrets;
+pub mod shell;
 pub mod signal;
 pub mod ssh;
 pub mod status;

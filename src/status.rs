@@ -29,7 +29,7 @@ use crate::render::meta::{self, Component};
 pub const USAGE_WARN_PERCENT: u8 = 80;
 
 /// How long one exec into a pod may take; a stuck exec must not hold the report.
-const EXEC_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const EXEC_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Upstream's automatic backups, relative to the app's home: the usual reason the app volume fills.
 const BACKUPS_DIR: &str = "instances/default/data/backups";
@@ -53,6 +53,10 @@ pub struct Report {
     pub problems: Vec<String>,
     /// What needs attention soon but does not make the release unhealthy.
     pub warnings: Vec<String>,
+    /// The shell sidecar's last reconcile summary (the line its MOTD shows), when there is a
+    /// sidecar running.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shell: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -196,7 +200,15 @@ pub async fn read(client: &kube::Client, namespace: &str) -> Result<Report> {
             problem: e.to_string(),
         },
     };
-    let (problems, warnings) = judge(&objects, &pod_states, &volumes, &health);
+    let (problems, mut warnings) = judge(&objects, &pod_states, &volumes, &health);
+    let shell = match running {
+        Some(pod) => crate::shell::last_reconcile(&pods, pod).await,
+        None => None,
+    };
+    // A failed reconcile leaves the shell usable, with fewer tools: worth a look, not unhealthy.
+    if let Some(line) = shell.as_deref().filter(|l| crate::shell::is_failure(l)) {
+        warnings.push(format!("the shell sidecar's last reconcile failed: {line}"));
+    }
     Ok(Report {
         namespace: namespace.to_string(),
         healthy: problems.is_empty(),
@@ -207,6 +219,7 @@ pub async fn read(client: &kube::Client, namespace: &str) -> Result<Report> {
         health,
         problems,
         warnings,
+        shell,
     })
 }
 
@@ -503,7 +516,7 @@ async fn running_version(pods: &Api<Pod>, pod: &Pod) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-async fn exec(
+pub(crate) async fn exec(
     pods: &Api<Pod>,
     pod: &str,
     container: &str,
@@ -755,6 +768,9 @@ impl Report {
             HealthState::Unhealthy { problem } => {
                 out.push_str(&format!("Health: unhealthy: {problem}\n"))
             }
+        }
+        if let Some(line) = &self.shell {
+            out.push_str(&format!("Shell: {line}\n"));
         }
         for w in &self.warnings {
             out.push_str(&format!("warning: {w}\n"));

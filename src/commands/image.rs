@@ -237,7 +237,6 @@ fn registry(args: &PushArgs, repository: &str) -> Result<Registry> {
                     )
                 })?
                 .get(reference.registry())
-                .cloned()
         }
     };
     Ok(Registry {

@@ -1,14 +1,13 @@
-//! Talking to registries: logins from the Docker config, plain HTTP for registries on this
+//! Talking to registries: logins from the Docker config and its credential helpers, plain HTTP for registries on this
 //! machine, and what a registry's errors mean. Pushing, preflight's image checks and install's
 //! digest pinning all read registries through this one module, so they agree on credentials.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use base64::Engine as _;
+use docker_credential::DockerCredential;
 use oci_client::Client;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
@@ -48,18 +47,20 @@ impl Credentials {
     }
 }
 
-/// Registry logins by registry host, read from the Docker config file.
+/// Registry logins: whatever the Docker config file has for a registry, as Docker itself finds
+/// it: a `credHelpers` entry, an inline `auths` login, or the `credsStore` helper.
 ///
-/// Debug output names the registries only: credentials must never reach a log or a report.
+/// Debug output says only whether there is a config: credentials must never reach a log.
 #[derive(Clone, Default)]
 pub struct RegistryAuth {
-    credentials: BTreeMap<String, Credentials>,
+    /// The Docker config document (it may hold inline passwords: never shown).
+    docker_config: Option<String>,
 }
 
 impl fmt::Debug for RegistryAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RegistryAuth")
-            .field("registries", &self.credentials.keys().collect::<Vec<_>>())
+            .field("docker_config", &self.docker_config.is_some())
             .finish()
     }
 }
@@ -79,8 +80,8 @@ impl RegistryAuth {
     }
 
     /// Reads `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`, where `docker login`
-    /// keeps credentials; no file means anonymous access. Only inline `auths` entries are used
-    /// (credential helpers are not run).
+    /// keeps credentials (or the name of the helper that keeps them); no file means anonymous
+    /// access.
     pub fn from_docker_config() -> Result<RegistryAuth, DockerConfigError> {
         let dir = match std::env::var_os("DOCKER_CONFIG") {
             Some(dir) => PathBuf::from(dir),
@@ -103,56 +104,52 @@ impl RegistryAuth {
         }
     }
 
-    /// Parses a Docker config document. Errors never quote the document: it holds secrets.
+    /// Takes a Docker config document. It must be a JSON object; its entries are read per
+    /// registry when one is asked for. Errors never quote the document: it holds secrets.
     pub fn parse(text: &str) -> Result<RegistryAuth, String> {
-        #[derive(serde::Deserialize)]
-        struct Config {
-            #[serde(default)]
-            auths: BTreeMap<String, Entry>,
-        }
-        #[derive(serde::Deserialize)]
-        struct Entry {
-            auth: Option<String>,
-            username: Option<String>,
-            password: Option<String>,
-        }
-        let config: Config = serde_json::from_str(text).map_err(|e| {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
             format!(
                 "not a Docker config document (line {}, column {})",
                 e.line(),
                 e.column()
             )
         })?;
-        let mut credentials = BTreeMap::new();
-        for (server, entry) in config.auths {
-            let login = match (entry.auth, entry.username, entry.password) {
-                (Some(auth), _, _) if !auth.is_empty() => {
-                    let decoded = base64::engine::general_purpose::STANDARD
-                        .decode(auth.trim())
-                        .ok()
-                        .and_then(|bytes| String::from_utf8(bytes).ok())
-                        .ok_or_else(|| format!("the auth entry for {server} is not base64"))?;
-                    let (user, pass) = decoded.split_once(':').ok_or_else(|| {
-                        format!("the auth entry for {server} is not user:password")
-                    })?;
-                    Credentials::new(user, pass)
-                }
-                (_, Some(user), Some(pass)) => Credentials::new(user, pass),
-                _ => continue,
-            };
-            credentials.insert(registry_key(&server), login);
+        if !value.is_object() {
+            return Err("not a Docker config document (not a JSON object)".into());
         }
-        Ok(RegistryAuth { credentials })
+        Ok(RegistryAuth {
+            docker_config: Some(text.to_string()),
+        })
     }
 
-    /// The login for `registry` (a host, or a Docker config key), if there is one.
-    pub fn get(&self, registry: &str) -> Option<&Credentials> {
-        self.credentials.get(&registry_key(registry))
+    /// The login for `registry` (a host, or a Docker config key), if there is one. A credential
+    /// helper that fails or is missing counts as no login: the registry's refusal then says what
+    /// is wrong, where a helper's own output could carry a secret.
+    pub fn get(&self, registry: &str) -> Option<Credentials> {
+        self.docker_login(registry)
+    }
+
+    fn docker_login(&self, registry: &str) -> Option<Credentials> {
+        let config = self.docker_config.as_deref()?;
+        let server = match registry_key(registry).as_str() {
+            // The key `docker login` and the credential helpers use for Docker Hub.
+            "docker.io" => "https://index.docker.io/v1/".to_string(),
+            host => host.to_string(),
+        };
+        match docker_credential::get_credential_from_reader(config.as_bytes(), &server) {
+            Ok(DockerCredential::UsernamePassword(user, password)) => {
+                Some(Credentials::new(user, password))
+            }
+            // An identity token is an OAuth refresh token for Docker's own token flow, which
+            // registry clients other than Docker's do not speak.
+            Ok(DockerCredential::IdentityToken(_)) | Err(_) => None,
+        }
     }
 
     /// How oci-client authenticates to `registry`.
     pub(crate) fn oci(&self, registry: &str) -> OciAuth {
         self.get(registry)
+            .as_ref()
             .map_or(OciAuth::Anonymous, Credentials::oci)
     }
 }
@@ -280,13 +277,11 @@ mod tests {
 
     #[test]
     fn docker_config_errors_do_not_quote_secrets() {
-        let err = RegistryAuth::parse(r#"{"auths": {"r": {"auth": "c2VjcmV0"}}}"#).unwrap_err();
-        assert!(
-            !err.contains("secret") && !err.contains("c2VjcmV0"),
-            "{err}"
-        );
         let err = RegistryAuth::parse("{ not json hunter2").unwrap_err();
         assert!(!err.contains("hunter2"), "{err}");
+        // A login that cannot be decoded is no login, and nothing says what it held.
+        let auth = RegistryAuth::parse(r#"{"auths": {"r": {"auth": "c2VjcmV0"}}}"#).unwrap();
+        assert!(auth.get("r").is_none());
     }
 
     #[test]

@@ -63,6 +63,11 @@ pub struct App {
     pub env_from: Option<Vec<EnvFromSecret>>,
     /// Plain (non-secret) environment variables added to the app container.
     pub env: BTreeMap<EnvName, String>,
+    /// Mount the namespace's default service-account token into the app pod (and so into its
+    /// shell sidecar, which shares the pod). Off by default: Paperclip does not talk to the
+    /// Kubernetes API, and an SSH-reachable container must not hold a token nobody asked for.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub service_account_token: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,6 +258,88 @@ pub struct Shell {
     /// Secret like the rest of the credentials).
     #[serde(default)]
     pub authorized_keys: Vec<String>,
+    /// The tools the sidecar converges its home volume to at every boot; absent means the
+    /// image's default inventory.
+    #[serde(default = "defaults::shell_inventory")]
+    pub inventory: Inventory,
+    /// Where the boot hook reports a failed reconcile; absent means the MOTD and log only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<Alerts>,
+    /// Plain (non-secret) environment variables of the sidecar, such as the `HTTPS_PROXY` its
+    /// package managers download through.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<EnvName, String>,
+    /// PEM certificates the sidecar's downloads trust instead of the image's own bundle, for a
+    /// network whose proxy inspects TLS: a complete bundle, such as the `ca-certificates.crt` of a
+    /// machine that trusts that proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<String>,
+}
+
+/// Tools grouped by the manager that installs them, in the sidecar's inventory file format
+/// (rendered as is into the inventory ConfigMap).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Inventory {
+    /// `name@version` for `mise use --global` (`python@3.12`, `node@20`).
+    pub mise: Vec<String>,
+    /// Packages for `npm i -g` (`@openai/codex`, `prettier@3`).
+    #[serde(rename = "npm-global")]
+    pub npm_global: Vec<String>,
+    /// Packages for `pipx install` (`black`, `ruff==0.6.9`).
+    pub pipx: Vec<String>,
+    /// Crates for `cargo install --locked` (`ripgrep`, `eza`).
+    pub cargo: Vec<String>,
+    /// Tools uninstalled at boot when present, by manager.
+    pub removed: Tools,
+}
+
+/// Tool lists by manager, without a `removed:` of their own.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tools {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mise: Vec<String>,
+    #[serde(rename = "npm-global", skip_serializing_if = "Vec::is_empty")]
+    pub npm_global: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pipx: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cargo: Vec<String>,
+}
+
+impl Inventory {
+    /// Every list with its profile path: what to install, then what to remove.
+    pub fn lists(&self) -> [(&'static str, &[String]); 8] {
+        let r = &self.removed;
+        [
+            ("mise", &self.mise),
+            ("npm-global", &self.npm_global),
+            ("pipx", &self.pipx),
+            ("cargo", &self.cargo),
+            ("removed.mise", &r.mise),
+            ("removed.npm-global", &r.npm_global),
+            ("removed.pipx", &r.pipx),
+            ("removed.cargo", &r.cargo),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Alerts {
+    pub telegram: TelegramAlerts,
+}
+
+/// A Telegram bot that gets one message per failed reconcile. The profile names the two
+/// Infisical keys; an optional ExternalSecret syncs them, so the sidecar starts without them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TelegramAlerts {
+    /// The Infisical key holding the bot token.
+    pub bot_token_key: EnvName,
+    /// The Infisical key holding the chat id.
+    pub chat_id_key: EnvName,
 }
 
 /// A registry login kept in Infisical: the profile names the two keys, never their values, and
@@ -373,6 +460,7 @@ impl Default for App {
             placement: Placement::default(),
             env_from: None,
             env: BTreeMap::new(),
+            service_account_token: false,
         }
     }
 }
@@ -514,6 +602,12 @@ mod defaults {
 
     pub fn shell_home() -> Volume {
         volume("20Gi")
+    }
+
+    /// The image's own default inventory, so a profile without one gets what the image has.
+    pub fn shell_inventory() -> Inventory {
+        serde_yaml_ng::from_str(include_str!("../../embedded/shell-image/inventory.yaml"))
+            .expect("the image's inventory is a valid profile inventory")
     }
 
     pub fn shell_resources() -> Resources {

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 
 use super::error::ProfileError;
 use super::locate::{format_path, locate, parse_path};
-use super::model::{DeploymentMode, Profile, ServiceType, TolerationOperator};
-use crate::render::meta::SHELL_PULL_SECRET;
+use super::model::{DeploymentMode, Inventory, Profile, ServiceType, TolerationOperator};
+use crate::render::meta::{SHELL_ALERTS_SECRET, SHELL_PULL_SECRET};
 
 /// One failed check: the field it is about, what is wrong, and how to fix it.
 #[derive(Debug)]
@@ -301,6 +301,50 @@ fn check_shell(p: &Profile) -> Result<(), Issue> {
             ));
         }
     }
+    check_inventory(&shell.inventory)?;
+    if let Some(bundle) = &shell.ca_bundle
+        && (!bundle.contains("-----BEGIN CERTIFICATE-----") || bundle.contains("PRIVATE KEY"))
+    {
+        return Err(Issue::new(
+            "shell.caBundle",
+            "not a PEM certificate bundle",
+            "paste the certificates (-----BEGIN CERTIFICATE----- blocks), never a private key",
+        ));
+    }
+    for name in shell.env.keys() {
+        let alert_setting = ["TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID"].contains(&name.as_str());
+        if alert_setting || looks_secret(name.as_str()) {
+            return Err(Issue::new(
+                format!("shell.env.{name}"),
+                format!(
+                    "{name} looks like a credential, and plain env values are printed in plans"
+                ),
+                "keep alert settings in Infisical and name their keys in shell.alerts.telegram",
+            ));
+        }
+    }
+    if let Some(alerts) = &shell.alerts {
+        let telegram = &alerts.telegram;
+        if telegram.bot_token_key == telegram.chat_id_key {
+            return Err(Issue::new(
+                "shell.alerts.telegram.chatIdKey",
+                format!("{} is also the botTokenKey", telegram.chat_id_key),
+                "name two Infisical keys, e.g. botTokenKey: TELEGRAM_BOT_TOKEN, chatIdKey: TELEGRAM_CHAT_ID",
+            ));
+        }
+        if let Some(i) = p
+            .secrets
+            .external_secrets
+            .iter()
+            .position(|es| es.name.as_str() == SHELL_ALERTS_SECRET)
+        {
+            return Err(Issue::new(
+                format!("secrets.externalSecrets[{i}].name"),
+                format!("{SHELL_ALERTS_SECRET} is the name of the shell's alert settings"),
+                "give this ExternalSecret another name",
+            ));
+        }
+    }
     for (i, key) in shell.authorized_keys.iter().enumerate() {
         let mut parts = key.split_whitespace();
         let (kind, body) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
@@ -311,6 +355,42 @@ fn check_shell(p: &Profile) -> Result<(), Issue> {
                 format!("shell.authorizedKeys[{i}]"),
                 "not an OpenSSH public key",
                 "paste one line of a .pub file, e.g. `ssh-ed25519 AAAA… you@laptop` (never a private key)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Each inventory entry becomes one argument of a package manager's command line: it must be
+/// one word that cannot be read as an option, and no tool may be both wanted and removed.
+fn check_inventory(inventory: &Inventory) -> Result<(), Issue> {
+    for (list, tools) in inventory.lists() {
+        for (i, tool) in tools.iter().enumerate() {
+            let path = format!("shell.inventory.{list}[{i}]");
+            if tool.is_empty() || tool.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(Issue::new(
+                    path,
+                    format!("{tool:?} is not a tool name"),
+                    "one package per entry, e.g. ripgrep, @openai/codex or python@3.12",
+                ));
+            }
+            if tool.starts_with('-') {
+                return Err(Issue::new(
+                    path,
+                    format!("{tool} would be read as an option of the package manager"),
+                    "list package names only; options are not supported",
+                ));
+            }
+        }
+    }
+    let lists = inventory.lists();
+    let (wanted, removed) = lists.split_at(4);
+    for ((manager, tools), (_, gone)) in wanted.iter().zip(removed) {
+        if let Some(i) = gone.iter().position(|tool| tools.contains(tool)) {
+            return Err(Issue::new(
+                format!("shell.inventory.removed.{manager}[{i}]"),
+                format!("{} is also listed under {manager}", gone[i]),
+                "keep the tool in one list: installed or removed",
             ));
         }
     }

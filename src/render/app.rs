@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvFromSource,
-    HTTPGetAction, HTTPHeader, LocalObjectReference, PersistentVolumeClaimVolumeSource,
+    EnvVar, HTTPGetAction, HTTPHeader, LocalObjectReference, PersistentVolumeClaimVolumeSource,
     PodSecurityContext, PodSpec, PodTemplateSpec, Probe, Secret, SecretEnvSource,
     SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction,
     Volume, VolumeMount,
@@ -17,8 +17,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::Object;
 use super::database::PORT as DB_PORT;
 use super::meta::{
-    self, APP_NAME, Component, DATA_PVC, DB_NAME, DB_PASSWORD_KEY, SHELL_HOME_PVC, SHELL_INVENTORY,
-    SHELL_KEYS_SECRET, SHELL_NAME, SHELL_PULL_SECRET,
+    self, APP_NAME, Component, DATA_PVC, DB_NAME, DB_PASSWORD_KEY, SHELL_ALERTS_SECRET,
+    SHELL_HOME_PVC, SHELL_INVENTORY, SHELL_KEYS_SECRET, SHELL_NAME, SHELL_PULL_SECRET,
 };
 use super::pod;
 use crate::profile::Profile;
@@ -31,7 +31,29 @@ pub const SSHD_PORT: i32 = 2222;
 /// The uid:gid of the upstream image's `node` user and of the sidecar's `agent` user.
 const UID: i64 = 1000;
 const DATA_PATH: &str = "/paperclip";
-const DEFAULT_INVENTORY: &str = include_str!("../../embedded/shell-image/inventory.yaml");
+/// Where Paperclip keeps its agents' workspaces, relative to the data volume (upstream:
+/// `$PAPERCLIP_HOME/instances/<instance>/workspaces/<agent>`, instance `default`). It is the only
+/// part of the volume the shell sidecar sees: the rest holds the instance's master key, its
+/// `.env` and its backups.
+const WORKSPACES: &str = "instances/default/workspaces";
+/// Pod template annotation with the digest of the sidecar's ConfigMap (its inventory and CA
+/// bundle): a change changes the template, so the Deployment rolls the pod and the new
+/// sidecar's boot hook converges to it.
+pub const SHELL_CONFIG_CHECKSUM: &str = "paperclipctl.io/shell-config-sha256";
+/// Where the sidecar finds the profile's CA bundle (a key of its ConfigMap).
+const CA_BUNDLE: &str = "ca-bundle.crt";
+/// The variables through which the sidecar's downloaders take a CA bundle: OpenSSL and rustls
+/// users (curl, rustup, mise), Node (npm), pip (pipx) and cargo.
+const CA_BUNDLE_ENV: &[&str] = &[
+    "SSL_CERT_FILE",
+    "NODE_EXTRA_CA_CERTS",
+    "PIP_CERT",
+    "REQUESTS_CA_BUNDLE",
+    "CARGO_HTTP_CAINFO",
+];
+/// Said at the top of the rendered inventory, for whoever reads the ConfigMap.
+const INVENTORY_HEADER: &str = "# Rendered from the profile's shell.inventory; \
+the sidecar converges its home volume to it at every boot.\n";
 
 /// Settings upstream reads from `config.json` unless the environment names them (server
 /// `config.js`: the environment wins). The first start has no `config.json` and derives them
@@ -65,7 +87,7 @@ pub fn objects(profile: &Profile) -> Vec<Object> {
             kept(meta::object(profile, SHELL_HOME_PVC, Component::App)),
             &shell.home,
         )));
-        objects.push(Object::ConfigMap(inventory(profile)));
+        objects.push(Object::ConfigMap(inventory(profile, shell)));
         objects.push(Object::Secret(authorized_keys(profile)));
     }
     objects.push(Object::Deployment(deployment(profile)));
@@ -80,15 +102,41 @@ fn kept(metadata: ObjectMeta) -> ObjectMeta {
     meta::annotate(metadata, meta::KEEP, "true")
 }
 
-fn inventory(profile: &Profile) -> ConfigMap {
+fn inventory(profile: &Profile, shell: &Shell) -> ConfigMap {
     ConfigMap {
         metadata: meta::object(profile, SHELL_INVENTORY, Component::App),
-        data: Some(BTreeMap::from([(
-            "inventory.yaml".to_string(),
-            DEFAULT_INVENTORY.to_string(),
-        )])),
+        data: Some(shell_config(shell)),
         ..Default::default()
     }
+}
+
+/// The files of the sidecar's ConfigMap: the inventory, and the CA bundle when there is one.
+fn shell_config(shell: &Shell) -> BTreeMap<String, String> {
+    let mut data = BTreeMap::from([("inventory.yaml".to_string(), inventory_yaml(shell))]);
+    if let Some(bundle) = &shell.ca_bundle {
+        data.insert(CA_BUNDLE.to_string(), bundle.clone());
+    }
+    data
+}
+
+/// The inventory file the sidecar's reconciler reads, in its own format.
+fn inventory_yaml(shell: &Shell) -> String {
+    let body = serde_yaml_ng::to_string(&shell.inventory).expect("lists of strings serialize");
+    format!("{INVENTORY_HEADER}{body}")
+}
+
+fn shell_config_checksum(shell: &Shell) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for (name, content) in shell_config(shell) {
+        hasher.update(format!("{name}\0{}\0", content.len()));
+        hasher.update(content);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The sidecar's authorized_keys, rendered without its content like every Secret: install
@@ -263,6 +311,18 @@ fn shell_container(shell: &Shell) -> Container {
         name: SHELL_NAME.into(),
         image: Some(shell.image.to_string()),
         ports: Some(ports),
+        env: shell_env(shell),
+        // The alert settings reach the boot hooks only: the entrypoint drops them from the
+        // environment before it execs sshd. Optional, so the shell starts without them.
+        env_from: shell.alerts.as_ref().map(|_| {
+            vec![EnvFromSource {
+                secret_ref: Some(SecretEnvSource {
+                    name: SHELL_ALERTS_SECRET.into(),
+                    optional: Some(true),
+                }),
+                ..Default::default()
+            }]
+        }),
         resources: Some(pod::resources(&shell.resources)),
         security_context: Some(SecurityContext {
             run_as_user: Some(UID),
@@ -277,11 +337,57 @@ fn shell_container(shell: &Shell) -> Container {
         }),
         volume_mounts: Some(vec![
             mount("shell-home", "/home/agent", false),
-            // Read-only: a shell reachable over SSH must not change the instance's files.
-            mount("data", DATA_PATH, true),
+            // The agents' workspaces only, read-only: a shell reachable over SSH must neither
+            // read the instance's key and settings nor change its files.
+            VolumeMount {
+                sub_path: Some(WORKSPACES.into()),
+                ..mount("data", &format!("{DATA_PATH}/{WORKSPACES}"), true)
+            },
             mount("ssh-keys", "/etc/ssh-keys", true),
             mount("inventory", "/etc/paperclip-shell", true),
         ]),
+        ..Default::default()
+    }
+}
+
+/// The sidecar's plain variables: the profile's, and where the CA bundle is when there is one.
+fn shell_env(shell: &Shell) -> Option<Vec<EnvVar>> {
+    let bundle = format!("/etc/paperclip-shell/{CA_BUNDLE}");
+    let ca = shell.ca_bundle.iter().flat_map(|_| CA_BUNDLE_ENV);
+    let env: Vec<EnvVar> = ca
+        .map(|name| pod::env(name, bundle.clone()))
+        .chain(
+            shell
+                .env
+                .iter()
+                .map(|(k, v)| pod::env(k.as_str(), v.clone())),
+        )
+        .collect();
+    (!env.is_empty()).then_some(env)
+}
+
+/// Creates the workspaces directory as the app's user before the sidecar mounts it: the kubelet
+/// would otherwise create a missing subPath, and its parents, owned by root. It runs the app's
+/// image, which the pod pulls first anyway, so the app does not wait for the sidecar's pull.
+fn workspaces_init(profile: &Profile) -> Container {
+    Container {
+        name: "shell-workspaces".into(),
+        image: Some(profile.app.image.to_string()),
+        command: Some(vec![
+            "mkdir".into(),
+            "-p".into(),
+            format!("{DATA_PATH}/{WORKSPACES}"),
+        ]),
+        resources: Some(pod::fixed_resources(
+            &[("cpu", "10m"), ("memory", "16Mi")],
+            &[("cpu", "100m"), ("memory", "64Mi")],
+        )),
+        security_context: Some(SecurityContext {
+            run_as_user: Some(UID),
+            run_as_group: Some(UID),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![mount("data", DATA_PATH, false)]),
         ..Default::default()
     }
 }
@@ -309,9 +415,16 @@ fn claim_volume(name: &str, claim: &str) -> Volume {
 fn deployment(profile: &Profile) -> Deployment {
     let app = &profile.app;
     let mut containers = vec![app_container(profile)];
+    let mut init_containers = Vec::new();
+    let mut template_annotations = BTreeMap::new();
     let mut volumes = vec![claim_volume("data", DATA_PVC)];
     if let Some(shell) = &profile.shell {
         containers.push(shell_container(shell));
+        init_containers.push(workspaces_init(profile));
+        template_annotations.insert(
+            SHELL_CONFIG_CHECKSUM.to_string(),
+            shell_config_checksum(shell),
+        );
         volumes.push(claim_volume("shell-home", SHELL_HOME_PVC));
         volumes.push(Volume {
             name: "ssh-keys".into(),
@@ -346,10 +459,14 @@ fn deployment(profile: &Profile) -> Deployment {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(meta::labels(Component::App)),
+                    annotations: (!template_annotations.is_empty()).then_some(template_annotations),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
                     containers,
+                    init_containers: (!init_containers.is_empty()).then_some(init_containers),
+                    // Hardening turns the token off unless the profile asks for it.
+                    automount_service_account_token: app.service_account_token.then_some(true),
                     // Volumes mount root-owned; fsGroup makes them writable for uid 1000 in both
                     // containers, and files created by exec stay owned by that user.
                     security_context: Some(PodSecurityContext {

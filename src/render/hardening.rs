@@ -1,8 +1,9 @@
 //! Settings every pod of the release gets without a profile asking, so a compromised process
 //! can do as little as possible beyond its own files:
 //!
-//! - no service-account token mounted: neither Paperclip, its database nor the shell sidecar
-//!   talks to the Kubernetes API, and an SSH-reachable sidecar must not hold a token;
+//! - no service-account token mounted unless the profile asks (`app.serviceAccountToken`):
+//!   neither Paperclip, its database nor the shell sidecar talks to the Kubernetes API, and an
+//!   SSH-reachable sidecar must not hold a token nobody asked for;
 //! - the runtime's default seccomp profile, non-root users, no privilege escalation, and every
 //!   Linux capability dropped (the app listens on 3100, the database on 5432 and sshd on 2222:
 //!   none needs one).
@@ -28,7 +29,8 @@ pub fn apply(object: &mut Object) {
 }
 
 fn pod(spec: &mut PodSpec) {
-    spec.automount_service_account_token = Some(false);
+    // A pod the profile gave a token keeps it; every other pod has none.
+    spec.automount_service_account_token.get_or_insert(false);
     let context = spec.security_context.get_or_insert_with(Default::default);
     context.run_as_non_root = Some(true);
     context.seccomp_profile = Some(SeccompProfile {

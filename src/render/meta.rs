@@ -22,6 +22,8 @@ pub const SHELL_KEYS_SECRET: &str = "paperclip-shell-ssh-keys";
 pub const SHELL_INVENTORY: &str = "paperclip-shell-inventory";
 /// The `kubernetes.io/dockerconfigjson` Secret the pod pulls a private sidecar image with.
 pub const SHELL_PULL_SECRET: &str = "paperclip-shell-pull";
+/// The Secret with the sidecar's alert settings (`TELEGRAM_BOT_TOKEN`, `TELEGRAM_CHAT_ID`).
+pub const SHELL_ALERTS_SECRET: &str = "paperclip-shell-alerts";
 
 /// Label every object carries, so status/uninstall find exactly what paperclipctl made.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "paperclipctl");

@@ -29,17 +29,44 @@ pub fn objects(profile: &Profile) -> Vec<Object> {
             Some(template),
         )));
     }
+    if let Some(es) = alerts_external_secret(profile) {
+        objects.push(Object::ExternalSecret(external_secret(profile, &es, None)));
+    }
     objects
 }
 
-/// Every ExternalSecret the release syncs, in the profile's terms: the app's env Secrets, then
-/// the shell's image pull secret, whose keys Infisical must hold like any other required key.
+/// Every ExternalSecret the release syncs, in the profile's terms: the app's env Secrets, the
+/// shell's optional alert settings, then its image pull secret, whose keys Infisical must hold
+/// like any other required key.
 pub fn synced(profile: &Profile) -> Secrets {
     let mut secrets = profile.secrets.clone();
     secrets
         .external_secrets
+        .extend(alerts_external_secret(profile));
+    secrets
+        .external_secrets
         .extend(pull_secret(profile).map(pull_external_secret));
     secrets
+}
+
+/// The Telegram bot's two Infisical keys, synced under the names the sidecar's reconciler reads.
+/// Optional: a shell without alerts still starts, and says in its log why nothing was sent.
+fn alerts_external_secret(profile: &Profile) -> Option<ExternalSecret> {
+    let telegram = &profile.shell.as_ref()?.alerts.as_ref()?.telegram;
+    let key = |remote: &EnvName, target: &str| SecretKey {
+        remote: remote.clone(),
+        target: Some(target.parse().expect("a valid key name")),
+        generate: false,
+    };
+    Some(ExternalSecret {
+        name: meta::SHELL_ALERTS_SECRET.parse().expect("a valid name"),
+        optional: true,
+        keys: vec![
+            key(&telegram.bot_token_key, "TELEGRAM_BOT_TOKEN"),
+            key(&telegram.chat_id_key, "TELEGRAM_CHAT_ID"),
+        ],
+        static_values: BTreeMap::new(),
+    })
 }
 
 fn pull_secret(profile: &Profile) -> Option<&PullSecret> {

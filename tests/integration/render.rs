@@ -81,6 +81,16 @@ fn frank_manifests_carry_every_value_of_the_write_up() {
                 "BRAVE_API_KEY"
             ),
             remap("paperclip-resend", "EMAIL_RESEND_API_KEY", "RESEND_API_KEY"),
+            remap(
+                "paperclip-shell-alerts",
+                "TELEGRAM_BOT_TOKEN",
+                "TELEGRAM_BOT_TOKEN"
+            ),
+            remap(
+                "paperclip-shell-alerts",
+                "TELEGRAM_CHAT_ID",
+                "TELEGRAM_CHAT_ID"
+            ),
         ]
     );
     let shell = release

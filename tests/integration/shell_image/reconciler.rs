@@ -24,7 +24,9 @@ fn reconciler() -> PathBuf {
 
 /// One stand-in for every manager (and rustup), dispatching on the name it is called by. It
 /// appends `name args` to calls.log, fails the one call named by STUB_FAIL, and answers the
-/// reconciler's queries in each manager's own output format from `<name>.installed`.
+/// reconciler's queries in each manager's own output format from `<name>.installed`. While
+/// `<name>.broken` exists its list fails, as pipx's does over a half-installed tool; an install
+/// repairs it.
 const STUB: &str = r#"#!/usr/bin/env bash
 set -u
 me=${0##*/}
@@ -36,7 +38,11 @@ if [[ "$me $*" == "${STUB_FAIL:-}" ]]; then
   echo "simulated failure of $me $*" >&2
   exit 1
 fi
-add() { grep -qxF -- "$1" "$state" || echo "$1" >>"$state"; }
+if [[ $* == *list* && -e $STUB_STATE/$me.broken ]]; then
+  echo "simulated broken install of $me" >&2
+  exit 1
+fi
+add() { rm -f "$STUB_STATE/$me.broken"; grep -qxF -- "$1" "$state" || echo "$1" >>"$state"; }
 del() { grep -vxF -- "$1" "$state" >"$state.new"; mv "$state.new" "$state"; }
 case "$me $*" in
   "rustup default") echo "stable-x86_64-unknown-linux-gnu (default)" ;;
@@ -312,9 +318,46 @@ fn fresh_home_gets_every_inventory_tool_and_no_alert() {
 }
 
 #[test]
-fn unchanged_inventory_queries_each_manager_once_and_installs_nothing() {
+fn a_list_that_the_installs_repair_is_no_problem_and_one_that_stays_broken_is() {
+    let shell = Shell::new(&default_inventory());
+    std::fs::write(shell.path("state/pipx.broken"), "").unwrap();
+    shell.reconcile(None);
+    assert_eq!(changes(&shell.calls()), DEFAULT_INSTALLS);
+    assert_success_motd(&shell.motd(), 6, 0, 0);
+
+    let shell = Shell::new(&default_inventory());
+    shell.installed("pipx", &["uv"]);
+    std::fs::write(shell.path("state/pipx.broken"), "").unwrap();
+    // Nothing is installed for pipx, so nothing repairs its list.
+    std::fs::write(
+        shell.path("inventory.yaml"),
+        "pipx: []\nremoved:\n  pipx: [black]\n",
+    )
+    .unwrap();
+    shell.reconcile(None);
+    let motd = shell.motd();
+    assert!(
+        motd.starts_with("⚠ paperclip-shell: could not list pipx tools (exit 1)"),
+        "{motd}"
+    );
+}
+
+#[test]
+fn unchanged_inventory_asks_no_manager_after_a_converged_run() {
     let shell = Shell::new(&default_inventory());
     shell.reconcile(None);
+    shell.reconcile(None);
+
+    let calls = shell.calls();
+    assert!(calls.is_empty(), "an unchanged boot asked: {calls:?}");
+    assert_success_motd(&shell.motd(), 0, 6, 0);
+}
+
+#[test]
+fn without_the_convergence_stamp_each_manager_is_queried_once_and_nothing_installed() {
+    let shell = Shell::new(&default_inventory());
+    shell.reconcile(None);
+    std::fs::remove_file(shell.path("home/.paperclip-shell/converged")).unwrap();
     shell.reconcile(None);
 
     let calls = shell.calls();
