@@ -74,6 +74,12 @@ services_postgres_up() {
       --pwfile="$dir/password" --auth=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 \
       >"$HARNESS_STATE/logs/initdb.log"
   fi
+  # A server still running from this data directory after its daemon record was lost (the
+  # runuser parent killed alone) is this harness's own: stop it rather than refuse its port.
+  if ! daemon_running postgres && [[ -f $dir/data/postmaster.pid ]] &&
+    kill -0 "$(head -1 "$dir/data/postmaster.pid")" 2>/dev/null; then
+    runuser -u postgres -- "$SERVICES_PG_BIN/pg_ctl" stop -D "$dir/data" -m fast -w -t 10 >/dev/null || true
+  fi
   services_claim_port postgres "$port" HARNESS_PG_PORT
   # The socket directory is the private one: /run/postgresql may not exist or may belong to
   # the machine's own cluster.
