@@ -176,6 +176,22 @@ pub(crate) struct Installed {
     pub run: Output,
 }
 
+/// Runs `paperclipctl VERB` on a KWOK release as an operator would, its backups in the
+/// fixture's directory.
+pub(crate) async fn run_on(release: &Installed, verb: &str, extra: &[&str]) -> Output {
+    let backups = release.app.home.path().join("backups");
+    with_profile(
+        &release.setup,
+        verb,
+        extra,
+        &[
+            ("PAPERCLIPCTL_BACKUP_DIR", backups.to_str().unwrap()),
+            ("PAPERCLIP_LITELLM_KEY", LLM_KEY),
+        ],
+    )
+    .await
+}
+
 pub(crate) async fn installed(prefix: &str) -> Installed {
     let setup = setup(prefix, None).await;
     let app = Harness::shared()

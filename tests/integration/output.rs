@@ -2,25 +2,8 @@
 //! user reads changes only on purpose. What differs between runs (namespaces, addresses,
 //! digests, times, sizes, paths) is redacted.
 
-use std::process::Output;
-
 use crate::harness::registry::fixture_images;
-use crate::install::{Installed, LLM_KEY, installed_with_instance, text, with_profile};
-
-/// Runs `paperclipctl VERB` on the release as an operator would.
-async fn run(release: &Installed, verb: &str, extra: &[&str]) -> Output {
-    let backups = release.app.home.path().join("backups");
-    with_profile(
-        &release.setup,
-        verb,
-        extra,
-        &[
-            ("PAPERCLIPCTL_BACKUP_DIR", backups.to_str().unwrap()),
-            ("PAPERCLIP_LITELLM_KEY", LLM_KEY),
-        ],
-    )
-    .await
-}
+use crate::install::{Installed, installed_with_instance, run_on as run, text};
 
 /// Settings that redact what differs between runs of the same test.
 fn redactions(release: &Installed) -> insta::Settings {

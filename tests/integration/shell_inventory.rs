@@ -262,13 +262,7 @@ mod real_node {
 
     impl Needs {
         fn from_harness(h: &Harness) -> Result<Needs, String> {
-            let var = |key: &str| {
-                std::env::var(key)
-                    .ok()
-                    .filter(|v| !v.is_empty())
-                    .or_else(|| h.var_opt(key).map(str::to_string))
-                    .ok_or_else(|| format!("{key} is not set"))
-            };
+            let var = |key: &str| crate::harness::real::var(h, key);
             Ok(Needs {
                 node: var("HARNESS_REAL_NODE")?,
                 app_image: var("HARNESS_PAPERCLIP_IMAGE")?,

@@ -13,25 +13,12 @@ use serde_json::{Value, json};
 use crate::harness::Harness;
 use crate::harness::apps::Health;
 use crate::harness::registry::fixture_images;
-use crate::install::{Installed, LLM_KEY, install, installed, setup, text, versions, with_profile};
+use crate::install::{
+    Installed, LLM_KEY, install, installed, run_on as run, setup, text, versions,
+};
 use crate::uninstall::labelled;
 
 const HOLDER: &str = "paperclipctl@elsewhere/7";
-
-/// Runs `paperclipctl VERB` on the release as an operator would.
-async fn run(release: &Installed, verb: &str, extra: &[&str]) -> Output {
-    let backups = release.app.home.path().join("backups");
-    with_profile(
-        &release.setup,
-        verb,
-        extra,
-        &[
-            ("PAPERCLIPCTL_BACKUP_DIR", backups.to_str().unwrap()),
-            ("PAPERCLIP_LITELLM_KEY", LLM_KEY),
-        ],
-    )
-    .await
-}
 
 /// Another, live run's lock on the release.
 async fn hold_lock(namespace: &str) -> Api<Lease> {

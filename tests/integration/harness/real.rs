@@ -36,13 +36,7 @@ impl RealNode {
     /// The real node of the harness, or why there is none (a harness without its real node
     /// skips these tests and says so).
     pub fn from_harness(h: &Harness) -> Result<RealNode, String> {
-        let var = |key: &str| {
-            std::env::var(key)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .or_else(|| h.var_opt(key).map(str::to_string))
-                .ok_or_else(|| format!("{key} is not set"))
-        };
+        let var = |key: &str| var(h, key);
         Ok(RealNode {
             node: var("HARNESS_REAL_NODE")?,
             image: var("HARNESS_PAPERCLIP_IMAGE")?,
@@ -245,4 +239,14 @@ pub async fn exec(namespace: &str, pod: &str, container: &str, command: &[&str])
         stdout: out,
         stderr: err,
     }
+}
+
+/// The harness variable `key`: the process's own environment first (a test run may point at
+/// other images), then the harness's env file.
+pub fn var(h: &Harness, key: &str) -> Result<String, String> {
+    std::env::var(key)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .or_else(|| h.var_opt(key).map(str::to_string))
+        .ok_or_else(|| format!("{key} is not set"))
 }
