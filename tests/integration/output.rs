@@ -43,6 +43,24 @@ fn regex_escape(text: &str) -> String {
 #[tokio::test]
 async fn status_history_and_every_dry_run_read_as_before() {
     let release = installed_with_instance("snapshots").await;
+    // The install waits for the required ExternalSecrets only; status shows the optional ones'
+    // conditions, so the controller must have judged each of them first.
+    let judged = crate::harness::Harness::shared()
+        .kubectl()
+        .args([
+            "wait",
+            "externalsecret",
+            "--all",
+            "-n",
+            &release.setup.namespace,
+        ])
+        .args([
+            "--for=jsonpath={.status.conditions[0].type}=Ready",
+            "--timeout=120s",
+        ])
+        .output()
+        .unwrap();
+    assert!(judged.status.success(), "{}", text(&judged.stderr));
     let target = fixture_images().await.amd64_only;
     let settings = redactions(&release);
     // Tables pad their columns to the widest value, which redaction changed.
