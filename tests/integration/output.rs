@@ -13,6 +13,9 @@ fn redactions(release: &Installed) -> insta::Settings {
     // Whether the host's disk is nearly full, and how much memory other tests' pods left free.
     settings.add_filter(r"(?m)^warning: the volume at .* full.*\n", "");
     settings.add_filter(r"\(\d+(\.\d+)?Gi free\)", "([size] free)");
+    // Pods are listed by name, and the app pod's generated name sorts before or after the
+    // database's: the database pod's line is left out.
+    settings.add_filter(r"(?m)^  paperclip-db-postgresql-0 Running.*\n", "");
     settings.add_filter(r"sha256:[0-9a-f]{64}", "sha256:[digest]");
     settings.add_filter(r"\b[0-9a-f]{12}\b", "[short-digest]");
     settings.add_filter(
