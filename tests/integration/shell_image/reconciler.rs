@@ -24,9 +24,11 @@ fn reconciler() -> PathBuf {
 
 /// One stand-in for every manager (and rustup), dispatching on the name it is called by. It
 /// appends `name args` to calls.log, fails the one call named by STUB_FAIL, and answers the
-/// reconciler's queries in each manager's own output format from `<name>.installed`. While
-/// `<name>.broken` exists its list fails, as pipx's does over a half-installed tool; an install
-/// repairs it.
+/// reconciler's queries in each manager's own output format from `<name>.installed`. An install
+/// also lays out the files the real manager would (npm's package.json with its `bin`, pipx's
+/// and cargo's executables in their bin directories), which the reconciler checks; an uninstall
+/// removes them. While `<name>.broken` exists its list fails, as pipx's does over a
+/// half-installed tool; an install repairs it.
 const STUB: &str = r#"#!/usr/bin/env bash
 set -u
 me=${0##*/}
@@ -42,8 +44,33 @@ if [[ $* == *list* && -e $STUB_STATE/$me.broken ]]; then
   echo "simulated broken install of $me" >&2
   exit 1
 fi
-add() { rm -f "$STUB_STATE/$me.broken"; grep -qxF -- "$1" "$state" || echo "$1" >>"$state"; }
-del() { grep -vxF -- "$1" "$state" >"$state.new"; mv "$state.new" "$state"; }
+modules=$NPM_CONFIG_PREFIX/lib/node_modules
+# The executable a package provides: named after it, without an npm scope.
+executable() {
+  case $me in
+    npm) echo "$NPM_CONFIG_PREFIX/bin/${1##*/}" ;;
+    pipx) echo "$HOME/.local/bin/$1" ;;
+    cargo) echo "$HOME/.cargo/bin/$1" ;;
+  esac
+}
+add() {
+  rm -f "$STUB_STATE/$me.broken"
+  grep -qxF -- "$1" "$state" || echo "$1" >>"$state"
+  [[ $me == mise ]] && return
+  if [[ $me == npm ]]; then
+    mkdir -p "$modules/$1"
+    printf '{"name": "%s", "bin": {"%s": "cli.js"}}\n' "$1" "${1##*/}" >"$modules/$1/package.json"
+  fi
+  mkdir -p "$(dirname "$(executable "$1")")"
+  printf '#!/bin/sh\n' >"$(executable "$1")"
+  chmod +x "$(executable "$1")"
+}
+del() {
+  grep -vxF -- "$1" "$state" >"$state.new"
+  mv "$state.new" "$state"
+  [[ $me == mise ]] && return
+  rm -rf "$(executable "$1")" "$modules/$1"
+}
 case "$me $*" in
   "rustup default") echo "stable-x86_64-unknown-linux-gnu (default)" ;;
   "mise ls --installed --json")
@@ -57,15 +84,20 @@ print(json.dumps(tools))' "$state" ;;
   "mise use --global "*) add "$3.7" ;;
   "mise unuse --global "*) del "$3.7" ;;
   "npm ls -g --depth=0 --parseable")
-    echo "$STUB_STATE/prefix/lib"
-    sed "s#^#$STUB_STATE/prefix/lib/node_modules/#" "$state" ;;
+    echo "$NPM_CONFIG_PREFIX/lib"
+    sed "s#^#$modules/#" "$state" ;;
   "npm i -g "*) add "$3" ;;
   "npm uninstall -g "*) del "$3" ;;
-  "pipx list --short") sed 's/$/ 1.0.0/' "$state" ;;
-  "pipx install "*) add "$2" ;;
+  "pipx list --json")
+    python3 -c '
+import json, sys
+names = open(sys.argv[1]).read().split()
+venvs = {n: {"metadata": {"main_package": {"package": n, "apps": [n]}}} for n in names}
+print(json.dumps({"pipx_spec_version": "0.1", "venvs": venvs}))' "$state" ;;
+  "pipx install --force "*) add "$3" ;;
   "pipx uninstall "*) del "$2" ;;
   "cargo install --list") sed 's/.*/& v1.0.0:\n    &/' "$state" ;;
-  "cargo install --locked "*) add "$3" ;;
+  "cargo install --locked --force "*) add "$4" ;;
   "cargo uninstall "*) del "$2" ;;
   *) echo "stub: unexpected call: $me $*" >&2; exit 2 ;;
 esac
@@ -99,10 +131,25 @@ impl Shell {
         self.dir.path().join(name)
     }
 
-    /// Marks tools as installed by the stand-in `manager` (mise entries as name@version).
+    /// Installs `tools` with the stand-in `manager` (`npm`, `pipx` or `cargo`), files and all,
+    /// as an earlier boot would have.
     fn installed(&self, manager: &str, tools: &[&str]) {
-        let lines: String = tools.iter().map(|t| format!("{t}\n")).collect();
-        std::fs::write(self.path(&format!("state/{manager}.installed")), lines).unwrap();
+        for tool in tools {
+            let install: &[&str] = match manager {
+                "npm" => &["i", "-g"],
+                "pipx" => &["install", "--force"],
+                "cargo" => &["install", "--locked", "--force"],
+                _ => panic!("no stand-in install for {manager}"),
+            };
+            let run = self
+                .command(&self.path(&format!("bin/{manager}")), None)
+                .env("NPM_CONFIG_PREFIX", self.path("home/.local"))
+                .args(install)
+                .arg(tool)
+                .output()
+                .unwrap();
+            assert!(run.status.success(), "{}", text(&run));
+        }
     }
 
     fn command(&self, program: &Path, telegram: Option<&Telegram>) -> Command {
@@ -123,6 +170,9 @@ impl Shell {
             )
             .env("PAPERCLIP_SHELL_MOTD", self.path("motd/motd"))
             .env_remove("NPM_CONFIG_PREFIX")
+            .env_remove("PIPX_BIN_DIR")
+            .env_remove("CARGO_HOME")
+            .env_remove("CARGO_INSTALL_ROOT")
             .env_remove("TELEGRAM_BOT_TOKEN")
             .env_remove("TELEGRAM_CHAT_ID");
         if let Some(telegram) = telegram {
@@ -183,7 +233,7 @@ fn changes(calls: &[String]) -> Vec<&str> {
         "rustup default",
         "mise ls --installed --json",
         "npm ls -g --depth=0 --parseable",
-        "pipx list --short",
+        "pipx list --json",
         "cargo install --list",
     ];
     calls
@@ -283,8 +333,8 @@ const DEFAULT_INSTALLS: [&str; 6] = [
     "mise use --global node@20",
     "npm i -g @anthropic-ai/claude-code",
     "npm i -g @openai/codex",
-    "pipx install uv",
-    "cargo install --locked ripgrep",
+    "pipx install --force uv",
+    "cargo install --locked --force ripgrep",
 ];
 
 fn assert_success_motd(motd: &str, installed: usize, present: usize, removed: usize) {
@@ -351,6 +401,102 @@ fn unchanged_inventory_asks_no_manager_after_a_converged_run() {
     let calls = shell.calls();
     assert!(calls.is_empty(), "an unchanged boot asked: {calls:?}");
     assert_success_motd(&shell.motd(), 0, 6, 0);
+    let log = shell.log();
+    let last = log.lines().last().unwrap_or_default();
+    let millis: u64 = last
+        .strip_prefix("paperclip-shell: done in ")
+        .and_then(|rest| rest.strip_suffix(" ms"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the run does not end with its time: {log}"));
+    assert!(millis < 1000, "an unchanged run took {millis} ms");
+}
+
+/// A pod restarted in the middle of `npm i -g` (or of pipx's or cargo's install) leaves the
+/// package where the manager still lists it, but without the executable: the next boot installs
+/// it again, with the flag that makes pipx and cargo overwrite what is there.
+#[test]
+fn a_package_an_interrupted_install_left_without_its_executable_is_installed_again() {
+    let shell =
+        Shell::new("npm-global: [cowsay, \"@scope/tool\"]\npipx: [pycowsay]\ncargo: [hello-cli]\n");
+    shell.installed("npm", &["cowsay", "@scope/tool"]);
+    shell.installed("pipx", &["pycowsay"]);
+    shell.installed("cargo", &["hello-cli"]);
+    for executable in [
+        "home/.local/bin/cowsay",
+        "home/.local/bin/pycowsay",
+        "home/.cargo/bin/hello-cli",
+    ] {
+        std::fs::remove_file(shell.path(executable)).unwrap();
+    }
+    // Extraction stopped before package.json was written.
+    std::fs::remove_file(shell.path("home/.local/lib/node_modules/@scope/tool/package.json"))
+        .unwrap();
+    shell.reconcile(None);
+
+    assert_eq!(
+        changes(&shell.calls()),
+        [
+            "npm i -g cowsay",
+            "npm i -g @scope/tool",
+            "pipx install --force pycowsay",
+            "cargo install --locked --force hello-cli",
+        ]
+    );
+    assert_success_motd(&shell.motd(), 4, 0, 0);
+}
+
+#[test]
+fn the_convergence_stamp_does_not_hide_a_missing_executable() {
+    let shell = Shell::new(&default_inventory());
+    shell.reconcile(None);
+    std::fs::remove_file(shell.path("home/.local/bin/claude-code")).unwrap();
+    shell.reconcile(None);
+
+    assert_eq!(
+        changes(&shell.calls()),
+        ["npm i -g @anthropic-ai/claude-code"]
+    );
+    assert_success_motd(&shell.motd(), 1, 5, 0);
+    assert!(
+        shell
+            .log()
+            .contains("home/.local/bin/claude-code is gone since the last complete reconcile"),
+        "{}",
+        shell.log()
+    );
+}
+
+/// Every restart of a pod whose download is out of reach fails the same way: the chat hears
+/// of it once, and again only after a success or when the problem changes.
+#[test]
+fn the_same_problem_is_alerted_once_however_many_boots_repeat_it() {
+    let shell = Shell::new("pipx: [uv]\n");
+    let telegram = Telegram::start();
+    let boot = |fail: &str| {
+        let output = shell
+            .command(&reconciler(), Some(&telegram))
+            .env("STUB_FAIL", fail)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", text(&output));
+    };
+    boot("pipx install --force uv");
+    boot("pipx install --force uv");
+    assert_eq!(telegram.requests().len(), 1, "{:?}", telegram.requests());
+    assert!(
+        shell.log().contains("this problem was reported already"),
+        "{}",
+        shell.log()
+    );
+    boot("pipx list --json");
+    assert_eq!(telegram.requests().len(), 2, "a new problem is news");
+    boot("");
+    assert_success_motd(&shell.motd(), 0, 1, 0);
+    boot("");
+    std::fs::write(shell.path("inventory.yaml"), "pipx: [uv, black]\n").unwrap();
+    boot("pipx install --force black");
+    boot("pipx install --force black");
+    assert_eq!(telegram.requests().len(), 3, "{:?}", telegram.requests());
 }
 
 #[test]
@@ -368,7 +514,7 @@ fn without_the_convergence_stamp_each_manager_is_queried_once_and_nothing_instal
     for query in [
         "mise ls --installed --json",
         "npm ls -g --depth=0 --parseable",
-        "pipx list --short",
+        "pipx list --json",
         "cargo install --list",
     ] {
         let count = calls.iter().filter(|c| *c == query).count();
@@ -396,7 +542,7 @@ fn failed_install_flips_the_motd_and_alerts_once_without_leaking_the_token() {
     assert_eq!(changes(&shell.calls()), DEFAULT_INSTALLS);
     let log = shell.log();
     assert!(log.contains("exit=1 npm i -g @openai/codex\n"), "{log}");
-    assert!(log.contains("exit=0 pipx install uv\n"), "{log}");
+    assert!(log.contains("exit=0 pipx install --force uv\n"), "{log}");
 
     let requests = telegram.requests();
     assert_eq!(requests.len(), 1, "exactly one alert: {requests:?}");
@@ -510,7 +656,7 @@ fn unknown_manager_is_reported_and_the_rest_converges() {
     let shell = Shell::new("brew: [wget]\npipx: [uv]\n");
     shell.reconcile(None);
 
-    assert_eq!(changes(&shell.calls()), ["pipx install uv"]);
+    assert_eq!(changes(&shell.calls()), ["pipx install --force uv"]);
     assert_eq!(
         shell.motd().trim_end(),
         "⚠ paperclip-shell: unknown manager(s) skipped: brew"
