@@ -24,8 +24,7 @@ use crate::harness::Harness;
 use crate::harness::real::{self, RealNode};
 use crate::install::{Setup, setup, text};
 
-/// The profile a user would write for the real node: the harness's images and storage class,
-/// pinned to the node and tolerating its taints.
+/// The profile a user would write for the real node, as a file in `dir` (see [`profile`]).
 pub(crate) async fn profile_file(
     real: &RealNode,
     setup: &Setup,
@@ -33,6 +32,20 @@ pub(crate) async fn profile_file(
     app_image: &str,
     flavor: &str,
 ) -> std::path::PathBuf {
+    let profile = profile(real, setup, app_image, flavor).await;
+    let path = dir.join(format!("journey-{flavor}.yaml"));
+    std::fs::write(&path, serde_json::to_string_pretty(&profile).unwrap()).unwrap();
+    path
+}
+
+/// The profile a user would write for the real node: the harness's images and storage class,
+/// pinned to the node and tolerating its taints, with `setup`'s namespace and Infisical project.
+pub(crate) async fn profile(
+    real: &RealNode,
+    setup: &Setup,
+    app_image: &str,
+    flavor: &str,
+) -> Value {
     let h = Harness::shared();
     let placement = real.placement().await;
     let database_image = if flavor == "bitnami" {
@@ -40,7 +53,7 @@ pub(crate) async fn profile_file(
     } else {
         &real.postgres_image
     };
-    let profile = json!({
+    json!({
         "name": "journey",
         "namespace": setup.namespace,
         "storage": {"className": real.storage_class},
@@ -63,10 +76,7 @@ pub(crate) async fn profile_file(
                 {"name": "paperclip-auth", "keys": [{"remote": "BETTER_AUTH_SECRET", "generate": true}]},
             ],
         },
-    });
-    let path = dir.join(format!("journey-{flavor}.yaml"));
-    std::fs::write(&path, serde_json::to_string_pretty(&profile).unwrap()).unwrap();
-    path
+    })
 }
 
 /// Runs paperclipctl `args` as the user would, with the Infisical identity exported.

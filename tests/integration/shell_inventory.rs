@@ -217,11 +217,12 @@ fn a_service_account_token_is_mounted_only_when_the_profile_asks() {
     assert_eq!(e.path, "app.serviceAccountToken");
 }
 
-/// The real sidecar image on the harness's real node, converging a profile's inventory from the
-/// package registries this machine reaches. Pods there reach nothing beyond the node, so the
-/// sidecar downloads through `shell.env`'s HTTPS_PROXY: a CONNECT proxy this test runs on the
-/// node's address that lets through the registries and refuses everything else (mise's GitHub
-/// downloads among them). Telegram is a stand-in Bot API on the node's address too.
+/// The real sidecar image on the harness's real node, built from this checkout, converging a
+/// profile's inventory from the package registries this machine reaches. Pods there reach
+/// nothing beyond the node, so the sidecar downloads through `shell.env`'s HTTPS_PROXY: a CONNECT
+/// proxy this test runs on the node's address that lets through the registries and refuses
+/// everything else (mise's GitHub downloads among them). Telegram is a stand-in Bot API on the
+/// node's address too.
 mod real_node {
     use std::net::IpAddr;
     use std::process::Output;
@@ -229,12 +230,13 @@ mod real_node {
     use std::time::{Duration, Instant};
 
     use k8s_openapi::api::core::v1::{Node, Pod};
-    use kube::api::{Api, ListParams};
+    use kube::api::Api;
     use serde_json::{Value, json};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 
     use crate::harness::Harness;
+    use crate::harness::real::{self, RealNode};
     use crate::install::{operator_command, setup, text};
 
     /// Where the package managers download from; the proxy refuses every other host.
@@ -250,29 +252,7 @@ mod real_node {
     const CHAT: &str = "-100777";
     /// A tool mise downloads from GitHub, which the proxy refuses.
     const UNREACHABLE: &str = "ripgrep@14";
-
-    struct Needs {
-        node: String,
-        app_image: String,
-        postgres_image: String,
-        shell_image: String,
-        storage_class: String,
-        ssh_key: String,
-    }
-
-    impl Needs {
-        fn from_harness(h: &Harness) -> Result<Needs, String> {
-            let var = |key: &str| crate::harness::real::var(h, key);
-            Ok(Needs {
-                node: var("HARNESS_REAL_NODE")?,
-                app_image: var("HARNESS_PAPERCLIP_IMAGE")?,
-                postgres_image: var("HARNESS_POSTGRES_IMAGE")?,
-                shell_image: var("HARNESS_SHELL_IMAGE")?,
-                storage_class: var("HARNESS_REAL_STORAGE_CLASS")?,
-                ssh_key: var("HARNESS_SSH_KEY")?,
-            })
-        }
-    }
+    const SIDECAR: &str = "paperclip-shell";
 
     /// An HTTP CONNECT proxy on `ip` that tunnels to port 443 of [`REGISTRIES`] only.
     async fn start_proxy(ip: IpAddr) -> u16 {
@@ -438,135 +418,93 @@ mod real_node {
         }
     }
 
-    async fn app_pod(namespace: &str) -> Pod {
-        let pods = Api::<Pod>::namespaced(Harness::shared().client().await, namespace);
-        pods.list(&ListParams::default().labels("app.kubernetes.io/component=app"))
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .find(|p| p.metadata.deletion_timestamp.is_none())
-            .expect("an app pod")
-    }
-
-    /// The sidecar's log (the boot hooks' output), for a failure message.
+    /// The log of the sidecar's current container (its boot hooks' output).
     fn sidecar_log(namespace: &str, pod: &str) -> String {
         let out = Harness::shared()
             .kubectl()
-            .args(["logs", "-n", namespace, pod, "-c", "paperclip-shell"])
+            .args(["logs", "-n", namespace, pod, "-c", SIDECAR])
             .output()
             .unwrap();
         text(&out.stdout)
     }
 
-    /// Runs `script` with bash in the sidecar of the app pod.
-    fn in_sidecar(namespace: &str, pod: &str, script: &str) -> String {
-        let out = Harness::shared()
-            .kubectl()
-            .args(["exec", "-n", namespace, pod, "-c", "paperclip-shell", "--"])
-            .args(["bash", "-lc", script])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        text(&out.stdout)
+    /// Runs `script` with a login bash in the sidecar of `pod`; its output, once it succeeded.
+    async fn in_sidecar(namespace: &str, pod: &str, script: &str) -> String {
+        let ran = real::exec(namespace, pod, SIDECAR, &["bash", "-lc", script]).await;
+        assert!(ran.success, "{script}: {}{}", ran.stdout, ran.stderr);
+        ran.stdout
     }
 
-    /// Deletes the test's namespace however the test ends: the real node's two cores are shared,
-    /// and its pods hold their requests until they are gone.
-    struct Freed(String);
-
-    impl Drop for Freed {
-        fn drop(&mut self) {
-            let _ = Harness::shared()
-                .kubectl()
-                .args(["delete", "namespace", &self.0, "--wait=false"])
-                .output();
-        }
+    /// How often the sidecar's container of `pod` has restarted.
+    async fn sidecar_restarts(namespace: &str, pod: &str) -> i32 {
+        let pods = Api::<Pod>::namespaced(Harness::shared().client().await, namespace);
+        let pod = pods.get(pod).await.unwrap();
+        pod.status
+            .and_then(|s| s.container_statuses)
+            .unwrap_or_default()
+            .iter()
+            .find(|c| c.name == SIDECAR)
+            .map_or(0, |c| c.restart_count)
     }
 
-    #[tokio::test]
-    #[ignore = "flaky: install restarts the app pod after onboarding, and a sidecar boot killed \
-                during `npm i -g` leaves a package directory the next boot counts as present \
-                without its bin link"]
-    async fn the_real_sidecar_converges_the_profiles_inventory_and_alerts_once() {
-        let h = Harness::shared();
-        let needs = match Needs::from_harness(h) {
-            Ok(needs) => needs,
-            Err(why) => {
-                eprintln!(
-                    "skipped: the sidecar's inventory runs on the harness's real node, and {why}"
-                );
-                return;
-            }
-        };
-        let node = Api::<Node>::all(h.client().await)
-            .get(&needs.node)
+    /// The time the reconciler's run took, from the last line it logs (`done in N ms`).
+    fn run_time(log: &str) -> Option<u64> {
+        log.lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("paperclip-shell: done in "))
+            .and_then(|rest| rest.strip_suffix(" ms"))
+            .and_then(|n| n.parse().ok())
+    }
+
+    async fn node_ip(node: &str) -> IpAddr {
+        let node = Api::<Node>::all(Harness::shared().client().await)
+            .get(node)
             .await
             .unwrap();
-        let node_ip: IpAddr = node
-            .status
+        node.status
             .as_ref()
             .and_then(|s| s.addresses.as_ref())
             .and_then(|a| a.iter().find(|a| a.type_ == "InternalIP"))
             .map(|a| a.address.parse().unwrap())
-            .expect("the real node's InternalIP");
-        let taints: Vec<Value> = node
-            .spec
-            .and_then(|s| s.taints)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|t| json!({"key": t.key, "operator": "Exists", "effect": t.effect}))
-            .collect();
-        let placement = json!({
-            "nodeSelector": {"kubernetes.io/hostname": needs.node},
-            "tolerations": taints,
-        });
+            .expect("the real node's InternalIP")
+    }
+
+    #[tokio::test]
+    async fn the_real_sidecar_converges_the_profiles_inventory_and_alerts_once() {
+        let Some(real) = RealNode::or_skip("the sidecar's inventory") else {
+            return;
+        };
+        let h = Harness::shared();
+        let shell_image = real::shell_image_of_this_checkout().await;
+        let node_ip = node_ip(&real.node).await;
         let proxy = format!("http://{node_ip}:{}", start_proxy(node_ip).await);
         let (bot_port, bot_requests) = start_bot_api(node_ip).await;
-        let public_key = std::fs::read_to_string(format!("{}.pub", needs.ssh_key)).unwrap();
+        let ssh_key = h.var("HARNESS_SSH_KEY").to_string();
+        let public_key = std::fs::read_to_string(format!("{ssh_key}.pub")).unwrap();
         // This machine's egress inspects TLS: the sidecar trusts what this machine trusts.
         let ca_bundle = std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap();
 
+        let mut slot = real::slot().await;
         let setup = setup("shell-inventory", None).await;
-        let _freed = Freed(setup.namespace.clone());
+        slot.holds(&setup.namespace);
+        let namespace = setup.namespace.as_str();
+        let base = crate::journey::profile(&real, &setup, &real.image, "official").await;
         let dir = tempfile::tempdir().unwrap();
         let profile_path = dir.path().join("profile.yaml");
         let write_profile = |inventory: Value| {
-            let profile = json!({
-                "name": "shell-inventory",
-                "namespace": setup.namespace,
-                "storage": {"className": needs.storage_class},
-                "app": {
-                    "image": needs.app_image,
-                    "publicUrl": "http://localhost:3100",
-                    "placement": placement,
-                },
-                "database": {"image": needs.postgres_image, "placement": placement},
-                "shell": {
-                    "image": needs.shell_image,
-                    "home": {"size": "2Gi"},
-                    "authorizedKeys": [public_key.trim()],
-                    "inventory": inventory,
-                    "caBundle": ca_bundle,
-                    "alerts": {"telegram": {"botTokenKey": "SHELL_BOT_TOKEN", "chatIdKey": "SHELL_BOT_CHAT"}},
-                    "env": {
-                        "HTTPS_PROXY": proxy,
-                        "NO_PROXY": node_ip.to_string(),
-                        "TELEGRAM_API_URL": format!("http://{node_ip}:{bot_port}"),
-                    },
-                },
-                "secrets": {
-                    "store": {
-                        "kind": "SecretStore",
-                        "name": "paperclip-infisical",
-                        "hostApi": h.var("INFISICAL_API_URL"),
-                        "projectSlug": setup.project.slug,
-                        "environmentSlug": "prod",
-                        "secretsPath": "/paperclip",
-                    },
-                    "externalSecrets": [
-                        {"name": "paperclip-auth", "keys": [{"remote": "BETTER_AUTH_SECRET", "generate": true}]},
-                    ],
+            let mut profile = base.clone();
+            profile["name"] = json!("shell-inventory");
+            profile["shell"] = json!({
+                "image": shell_image,
+                "home": {"size": "2Gi"},
+                "authorizedKeys": [public_key.trim()],
+                "inventory": inventory,
+                "caBundle": ca_bundle,
+                "alerts": {"telegram": {"botTokenKey": "SHELL_BOT_TOKEN", "chatIdKey": "SHELL_BOT_CHAT"}},
+                "env": {
+                    "HTTPS_PROXY": proxy,
+                    "NO_PROXY": node_ip.to_string(),
+                    "TELEGRAM_API_URL": format!("http://{node_ip}:{bot_port}"),
                 },
             });
             std::fs::write(
@@ -586,6 +524,8 @@ mod real_node {
         };
 
         // First boot: three managers install from their registries, mise cannot reach GitHub.
+        // Onboarding restarts the app pod meanwhile, cutting a boot short in the middle of its
+        // installs: the next boot finishes what it left.
         write_profile(json!({
             "mise": [UNREACHABLE],
             "npm-global": ["cowsay"],
@@ -593,25 +533,36 @@ mod real_node {
             "cargo": ["hello-cli"],
         }));
         install().await;
-        let first = app_pod(&setup.namespace).await;
-        let first_name = first.metadata.name.clone().unwrap();
-        let summary = reconciled(&setup.namespace, Duration::from_secs(15 * 60)).await;
+        let first_name = real::app_pod(namespace).await.metadata.name.unwrap();
+        let summary = reconciled(namespace, Duration::from_secs(15 * 60)).await;
         assert_eq!(
             summary,
             format!(
                 "⚠ paperclip-shell: 1 install(s) failed on last reconcile (mise use --global {UNREACHABLE})"
             ),
             "only mise's download fails:\n{}",
-            sidecar_log(&setup.namespace, &first_name)
+            sidecar_log(namespace, &first_name)
         );
+        let motd = in_sidecar(namespace, &first_name, "cat /etc/motd").await;
+        assert_eq!(motd, format!("{summary}\n"), "the MOTD is the one ⚠ line");
         let tools = in_sidecar(
-            &setup.namespace,
+            namespace,
             &first_name,
             "cowsay moo >/dev/null && pycowsay moo >/dev/null && cargo install --list",
-        );
+        )
+        .await;
         assert!(tools.contains("hello-cli"), "{tools}");
+        let start = Instant::now();
+        while bot_requests.lock().unwrap().is_empty() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no alert reached the Bot API:\n{}",
+                sidecar_log(namespace, &first_name)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         let sent = bot_requests.lock().unwrap().clone();
-        assert_eq!(sent.len(), 1, "one alert per failed reconcile: {sent:?}");
+        assert_eq!(sent.len(), 1, "one alert per problem: {sent:?}");
         assert_eq!(sent[0].0, format!("/bot{BOT_TOKEN}/sendMessage"));
         assert_eq!(field(&sent[0].1, "chat_id").as_deref(), Some(CHAT));
         let message = field(&sent[0].1, "text").unwrap();
@@ -620,7 +571,7 @@ mod real_node {
         // sshd is up through the failure, and a login shows the summary as its MOTD.
         let ssh = |script: &'static str| {
             let profile = profile.to_string();
-            let key = needs.ssh_key.clone();
+            let key = ssh_key.clone();
             async move {
                 let mut command = operator_command();
                 command
@@ -659,44 +610,62 @@ mod real_node {
             "removed": {"npm-global": ["cowsay"]},
         }));
         install().await;
-        let second = app_pod(&setup.namespace).await;
-        let second_name = second.metadata.name.clone().unwrap();
+        let second_name = real::app_pod(namespace).await.metadata.name.unwrap();
         assert_ne!(
             second_name, first_name,
             "the inventory change rolls the pod"
         );
-        let summary = reconciled(&setup.namespace, Duration::from_secs(10 * 60)).await;
+        let summary = reconciled(namespace, Duration::from_secs(10 * 60)).await;
         assert!(
             summary.starts_with("✓ paperclip-shell: 0 installed, 2 already present, 1 removed @ "),
             "{summary}\n{}",
-            sidecar_log(&setup.namespace, &second_name)
+            sidecar_log(namespace, &second_name)
+        );
+        let login = ssh("exit\n").await;
+        assert!(login.contains(&summary), "{login}");
+
+        // The sidecar boots again with nothing changed: its reconciler asks no manager, and says
+        // in its own log that the run took under a second.
+        let restarts = sidecar_restarts(namespace, &second_name).await;
+        let _ = h
+            .kubectl()
+            .args(["exec", "-n", namespace, &second_name, "-c", SIDECAR])
+            .args(["--", "bash", "-c", "kill 1"])
+            .output();
+        let start = Instant::now();
+        let log = loop {
+            if sidecar_restarts(namespace, &second_name).await > restarts {
+                let log = sidecar_log(namespace, &second_name);
+                if run_time(&log).is_some() {
+                    break log;
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(180),
+                "the sidecar did not boot again"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        let millis = run_time(&log).unwrap();
+        eprintln!("an unchanged boot's reconcile took {millis} ms");
+        assert!(millis < 1000, "an unchanged boot took {millis} ms:\n{log}");
+        assert!(
+            log.contains("inventory unchanged since the last complete reconcile"),
+            "{log}"
+        );
+        assert!(
+            !log.lines().any(|l| l.starts_with("$ ")),
+            "an unchanged boot runs no manager command:\n{log}"
+        );
+        let summary = reconciled(namespace, Duration::from_secs(60)).await;
+        assert!(
+            summary.starts_with("✓ paperclip-shell: 0 installed, 2 already present, 0 removed @ "),
+            "{summary}"
         );
         assert_eq!(
             bot_requests.lock().unwrap().len(),
             1,
             "success sends nothing"
         );
-        let login = ssh("exit\n").await;
-        assert!(login.contains(&summary), "{login}");
-
-        // Booting again with nothing changed costs under a second and installs nothing.
-        let timed = in_sidecar(
-            &setup.namespace,
-            &second_name,
-            "start=$(date +%s%N); paperclip-shell-reconcile >/dev/null 2>&1; \
-             echo $(( ($(date +%s%N) - start) / 1000000 )); \
-             cat /var/lib/paperclip-shell/motd; \
-             grep -c '^\\$ ' /var/log/cont-init.d/40-shell-inventory.log || true",
-        );
-        let mut lines = timed.lines();
-        let millis: u64 = lines.next().unwrap().trim().parse().unwrap();
-        let motd = lines.next().unwrap();
-        let steps = lines.next().unwrap().trim();
-        assert!(millis < 1000, "an unchanged boot took {millis} ms");
-        assert!(
-            motd.starts_with("✓ paperclip-shell: 0 installed, 2 already present, 0 removed"),
-            "{motd}"
-        );
-        assert_eq!(steps, "0", "an unchanged boot runs no manager command");
     }
 }

@@ -241,6 +241,26 @@ pub async fn exec(namespace: &str, pod: &str, container: &str, command: &[&str])
     }
 }
 
+/// The shell sidecar image built from this checkout's `embedded/shell-image`, for a test of the
+/// sidecar's own scripts. `shell_image` (HARNESS_SHELL_IMAGE) is the image of whichever
+/// checkout's `up` last wrote the shared harness's variables; `tests/harness/shell-image`
+/// builds and pushes this checkout's (a registry lookup when its content tag is there already).
+pub async fn shell_image_of_this_checkout() -> String {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/harness/shell-image");
+    let out = tokio::process::Command::new(&script)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{} failed:\n{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout.trim().to_string()
+}
+
 /// The harness variable `key`: the process's own environment first (a test run may point at
 /// other images), then the harness's env file.
 pub fn var(h: &Harness, key: &str) -> Result<String, String> {
