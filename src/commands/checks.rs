@@ -1,6 +1,8 @@
 //! What a deploying run makes sure of before its first write, shared by `install` (and its
 //! dry run) and `upgrade`: the lock is free, lints pass, the images are pinned, preflight passes.
 
+use std::collections::BTreeMap;
+
 use serde_json::json;
 
 use super::session::Session;
@@ -9,9 +11,10 @@ use crate::error::{Error, Result};
 use crate::image;
 use crate::preflight;
 use crate::profile::Loaded;
-use crate::profile::model::Profile;
+use crate::profile::model::{Profile, PullSecret};
 use crate::render::lint::Severity;
 use crate::render::{self, Release};
+use crate::secrets;
 use crate::transaction;
 use crate::ui::Ui;
 use crate::ui::progress::{Event, Progress};
@@ -26,7 +29,7 @@ pub(super) async fn check(
 ) -> Result<Checked> {
     let (client, ui, progress) = (session.client(), session.ui, &session.progress);
     transaction::ensure_free(client, &session.namespace).await?;
-    let auth = registry_auth()?;
+    let auth = registry_auth(&loaded.profile).await?;
     let loaded = pin_shell(client, loaded, &auth, progress).await?;
     let release = render::render(&loaded.profile);
     let report = preflight(client, &loaded.profile, &release, &auth, ignore, ui).await?;
@@ -47,14 +50,64 @@ pub(super) struct Checked {
     pub auth: image::RegistryAuth,
 }
 
-/// Registry credentials from the Docker config, for preflight and digest pinning.
-pub(super) fn registry_auth() -> Result<image::RegistryAuth> {
-    image::RegistryAuth::from_docker_config().map_err(|e| {
+/// Registry credentials for preflight and digest pinning: the Docker config's, and for the
+/// shell image's registry, when the config has no login for it, `shell.pullSecret`'s own (see
+/// [`pull_secret_login`]).
+pub(super) async fn registry_auth(profile: &Profile) -> Result<image::RegistryAuth> {
+    let auth = image::RegistryAuth::from_docker_config().map_err(|e| {
         Error::usage(
             e.to_string(),
             "fix or move the Docker config file (DOCKER_CONFIG), or log in again",
         )
-    })
+    })?;
+    let pull = profile.shell.as_ref().and_then(|s| s.pull_secret.as_ref());
+    match pull {
+        Some(pull) if !auth.has_docker_login(pull.registry.as_str()) => {
+            Ok(match pull_secret_login(profile, pull).await? {
+                Some((credentials, source)) => {
+                    auth.with_login(pull.registry.as_str(), credentials, source)
+                }
+                None => auth,
+            })
+        }
+        _ => Ok(auth),
+    }
+}
+
+/// The login the kubelet will pull the shell image with: the values of the pull secret's two
+/// Infisical keys, or, for a key Infisical does not hold yet, the environment variable of the
+/// same name (what this run would store there). With a key in neither, or without Infisical
+/// credentials in the environment, there is none, and the registry's refusal says so.
+async fn pull_secret_login(
+    profile: &Profile,
+    pull: &PullSecret,
+) -> Result<Option<(image::Credentials, String)>> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let store = &profile.secrets.store;
+    let keys = [pull.username_key.as_str(), pull.password_key.as_str()];
+    let stored = match secrets::Credentials::resolve(store, None, None, env) {
+        Ok(credentials) => secrets::read(store, &credentials, &keys).await?,
+        Err(_) => BTreeMap::new(),
+    };
+    let value = |key: &str| {
+        stored
+            .get(key)
+            .map(|v| v.expose().to_string())
+            .or_else(|| env(key))
+    };
+    let (Some(username), Some(password)) = (value(keys[0]), value(keys[1])) else {
+        return Ok(None);
+    };
+    let from = match keys.iter().filter(|k| stored.contains_key(**k)).count() {
+        2 => "Infisical",
+        1 => "Infisical and the environment",
+        _ => "the environment",
+    };
+    let source = format!(
+        "shell.pullSecret's keys {} and {} (from {from})",
+        keys[0], keys[1]
+    );
+    Ok(Some((image::Credentials::new(username, password), source)))
 }
 
 /// Prints what the lints found and stops when one of them is an error.

@@ -54,8 +54,8 @@ pub enum ImageError {
     #[diagnostic(
         code(paperclipctl::image::push),
         help(
-            "check the registry credentials: ~/.docker/config.json `auths` (credential helpers are \
-             not read) or --username with --password-stdin"
+            "check the registry credentials: the Docker config's login (inline `auths` or a \
+             credential helper) or --username with --password-stdin"
         )
     )]
     Push { reference: String, message: String },

@@ -2,6 +2,7 @@
 //! machine, and what a registry's errors mean. Pushing, preflight's image checks and install's
 //! digest pinning all read registries through this one module, so they agree on credentials.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -48,19 +49,25 @@ impl Credentials {
 }
 
 /// Registry logins: whatever the Docker config file has for a registry, as Docker itself finds
-/// it: a `credHelpers` entry, an inline `auths` login, or the `credsStore` helper.
+/// it (a `credHelpers` entry, an inline `auths` login, or the `credsStore` helper), else a login
+/// added from elsewhere for registries the config has none for (the shell's pull secret, read
+/// from Infisical).
 ///
-/// Debug output says only whether there is a config: credentials must never reach a log.
+/// Debug output says only whether there is a config and which registries have added logins:
+/// credentials must never reach a log.
 #[derive(Clone, Default)]
 pub struct RegistryAuth {
     /// The Docker config document (it may hold inline passwords: never shown).
     docker_config: Option<String>,
+    /// Logins by registry key (see `registry_key`), each with where it came from.
+    added: BTreeMap<String, (Credentials, String)>,
 }
 
 impl fmt::Debug for RegistryAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RegistryAuth")
             .field("docker_config", &self.docker_config.is_some())
+            .field("added", &self.added.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -119,14 +126,43 @@ impl RegistryAuth {
         }
         Ok(RegistryAuth {
             docker_config: Some(text.to_string()),
+            added: BTreeMap::new(),
         })
     }
 
-    /// The login for `registry` (a host, or a Docker config key), if there is one. A credential
-    /// helper that fails or is missing counts as no login: the registry's refusal then says what
-    /// is wrong, where a helper's own output could carry a secret.
+    /// The login for `registry` (a host, or a Docker config key), if there is one: the Docker
+    /// config's first, else one added with [`RegistryAuth::with_login`]. A credential helper
+    /// that fails or is missing counts as no login: the registry's refusal then says what is
+    /// wrong, where a helper's own output could carry a secret.
     pub fn get(&self, registry: &str) -> Option<Credentials> {
-        self.docker_login(registry)
+        self.docker_login(registry).or_else(|| {
+            self.added
+                .get(&registry_key(registry))
+                .map(|(credentials, _)| credentials.clone())
+        })
+    }
+
+    /// Whether the Docker config (or one of its helpers) has a login for `registry`.
+    pub fn has_docker_login(&self, registry: &str) -> bool {
+        self.docker_login(registry).is_some()
+    }
+
+    /// Adds a login for `registry`, used where the Docker config has none. `source` says where
+    /// it comes from (never what it is), for the error when the registry refuses it.
+    pub fn with_login(mut self, registry: &str, credentials: Credentials, source: String) -> Self {
+        self.added
+            .insert(registry_key(registry), (credentials, source));
+        self
+    }
+
+    /// Where the login used for `registry` comes from, when it is an added one.
+    pub fn source(&self, registry: &str) -> Option<&str> {
+        if self.docker_login(registry).is_some() {
+            return None;
+        }
+        self.added
+            .get(&registry_key(registry))
+            .map(|(_, source)| source.as_str())
     }
 
     fn docker_login(&self, registry: &str) -> Option<Credentials> {
@@ -282,6 +318,33 @@ mod tests {
         // A login that cannot be decoded is no login, and nothing says what it held.
         let auth = RegistryAuth::parse(r#"{"auths": {"r": {"auth": "c2VjcmV0"}}}"#).unwrap();
         assert!(auth.get("r").is_none());
+    }
+
+    #[test]
+    fn an_added_login_serves_only_where_the_docker_config_has_none() {
+        let config = r#"{"auths": {"ghcr.io": {"username": "docker", "password": "p1"}}}"#;
+        let auth = RegistryAuth::parse(config)
+            .unwrap()
+            .with_login(
+                "ghcr.io",
+                Credentials::new("added", "p2"),
+                "keys A, B".into(),
+            )
+            .with_login(
+                "127.0.0.1:5000",
+                Credentials::new("added", "p3"),
+                "keys C, D".into(),
+            );
+        assert_eq!(auth.get("ghcr.io").unwrap().username, "docker");
+        assert_eq!(auth.source("ghcr.io"), None);
+        assert_eq!(auth.get("127.0.0.1:5000").unwrap().username, "added");
+        assert_eq!(auth.source("http://127.0.0.1:5000"), Some("keys C, D"));
+        assert!(auth.get("quay.io").is_none());
+        let debug = format!("{auth:?}");
+        assert!(
+            debug.contains("127.0.0.1:5000") && !debug.contains("p3"),
+            "{debug}"
+        );
     }
 
     #[test]

@@ -95,14 +95,24 @@ pub async fn pin_shell_image(
                          run `{push_command}`"
                     ),
                 ),
-                (Refusal::Unauthorized, _) => (
-                    "the registry refused to show it (unauthorized or private)".to_string(),
-                    format!(
-                        "`docker login {}`: install reads ~/.docker/config.json to pin the \
-                         digest",
-                        reference.registry()
+                (Refusal::Unauthorized, _) => match auth.source(host) {
+                    Some(source) => (
+                        format!("{} refused the login from {source}", reference.registry()),
+                        format!(
+                            "check those values: a user name and a password or token that {} \
+                             accepts for this repository",
+                            reference.registry()
+                        ),
                     ),
-                ),
+                    None => (
+                        "the registry refused to show it (unauthorized or private)".to_string(),
+                        format!(
+                            "`docker login {}` (install reads the Docker config and its \
+                             credential helpers to pin the digest), or set shell.pullSecret",
+                            reference.registry()
+                        ),
+                    ),
+                },
                 (Refusal::Other, _) => (
                     e.to_string(),
                     format!("check that {} is reachable from here", reference.registry()),

@@ -271,6 +271,37 @@ impl Session {
             .collect())
     }
 
+    /// The value of `key` in the target folder, or `None` when there is no such key.
+    pub async fn value(&self, key: &str) -> Result<Option<SecretValue>, SecretsError> {
+        #[derive(Deserialize)]
+        struct Read {
+            secret: Secret,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Secret {
+            secret_value: String,
+        }
+        let url = format!("{}/api/v3/secrets/raw/{key}", self.client.base_url);
+        let query = [
+            ("workspaceId", self.project_id.as_str()),
+            ("environment", self.target.environment.as_str()),
+            ("secretPath", self.target.path.as_str()),
+            ("type", "shared"),
+        ];
+        match self
+            .call::<Read>(Method::GET, &url, Some(&query), None)
+            .await
+        {
+            Ok(read) => Ok(Some(SecretValue::new(read.secret.secret_value))),
+            Err(Failure {
+                kind: FailureKind::Status { status: 404, .. },
+                ..
+            }) => Ok(None),
+            Err(failure) => Err(self.error(&format!("read {key}"), failure)),
+        }
+    }
+
     /// Creates `key`; `Ok(false)` when it turned out to exist already (written meanwhile by
     /// someone else), in which case it is left alone.
     pub async fn create_secret(

@@ -20,12 +20,12 @@ mod error;
 mod provided;
 mod value;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::Serialize;
 
-use crate::profile::model::Secrets;
+use crate::profile::model::{SecretStore, Secrets};
 
 pub use credentials::{Credentials, ENV_API_URL, ENV_CLIENT_ID, ENV_CLIENT_SECRET};
 pub use error::SecretsError;
@@ -317,6 +317,30 @@ pub async fn ensure(
         created_folders: plan.create_folders,
         keys,
     })
+}
+
+/// Reads the values of `keys` from the store's project, environment and folder, for a login
+/// this machine needs itself (the shell's registry credentials); keys Infisical lacks are left
+/// out of the answer.
+pub async fn read(
+    store: &SecretStore,
+    credentials: &Credentials,
+    keys: &[&str],
+) -> Result<BTreeMap<String, SecretValue>, SecretsError> {
+    let target = Target {
+        host: credentials.host().to_string(),
+        project: store.project_slug.clone(),
+        environment: store.environment_slug.clone(),
+        path: normalize_path(&store.secrets_path)?,
+    };
+    let session = Session::open(credentials, target).await?;
+    let mut values = BTreeMap::new();
+    for key in keys {
+        if let Some(value) = session.value(key).await? {
+            values.insert(key.to_string(), value);
+        }
+    }
+    Ok(values)
 }
 
 /// Logs in and reads what exists, then decides per key.

@@ -1,6 +1,7 @@
-//! Registry logins kept by Docker's credential helpers: a registry that wants a login, a
-//! `credHelpers` entry naming a helper, and install pinning the sidecar image with what the
-//! helper answers (where reading only the config's inline `auths` finds nothing).
+//! Registry logins for pinning a private sidecar image: a registry that wants a login, and
+//! install pinning the image with what a `credHelpers` helper answers (where reading only the
+//! config's inline `auths` finds nothing), or, with no login in the Docker config at all, with
+//! the values of `shell.pullSecret`'s Infisical keys.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -14,7 +15,8 @@ use oci_client::secrets::RegistryAuth;
 use sha2::Digest as _;
 
 use crate::harness::Harness;
-use crate::install::{operator_command, text};
+use crate::harness::infisical::Infisical;
+use crate::install::{operator_command, setup, text};
 
 const USER: &str = "helper-user";
 const PASSWORD: &str = "helper-password-not-in-any-file";
@@ -190,5 +192,95 @@ async fn install_pins_a_private_sidecar_with_the_login_a_credential_helper_keeps
     assert_ne!(refused.status.code(), Some(0));
     let stderr = text(&refused.stderr);
     assert!(stderr.contains("unauthorized or private"), "{stderr}");
+    assert!(!stderr.contains("pinned to"), "{stderr}");
+}
+
+/// The kubelet pulls the sidecar with the pull secret that External Secrets makes from two
+/// Infisical keys; install pins the image with the same two values when the Docker config has
+/// no login for the registry, and a refused login names the keys, never their values.
+#[tokio::test]
+async fn install_pins_a_private_sidecar_with_the_pull_secrets_values_from_infisical() {
+    const WRONG: &str = "a-wrong-password-kept-in-infisical";
+    let h = Harness::shared();
+    let Some(registry) = start_registry() else {
+        eprintln!("skipped: no Distribution registry binary on this machine");
+        return;
+    };
+    let reference = format!("{}/private/shell:1.0", registry.address);
+    let digest = push_tiny_image(&reference).await;
+    let setup = setup("pull-login", None).await;
+    let infisical = Infisical::new();
+    let client = infisical.client(infisical.identity()).await;
+    for (key, value) in [
+        ("REGISTRY_USER", USER),
+        ("REGISTRY_PASSWORD", PASSWORD),
+        ("REGISTRY_PASSWORD_OLD", WRONG),
+    ] {
+        let request =
+            infisical::secrets::CreateSecretRequest::builder(key, value, &setup.project.id, "prod")
+                .path("/")
+                .build();
+        client.secrets().create(request).await.unwrap();
+    }
+    let no_login = tempfile::tempdir().unwrap();
+    let run = |password_key: &str| {
+        let shell = format!(
+            "shell={{image: \"{reference}\", pullSecret: {{registry: \"{}\", \
+             usernameKey: REGISTRY_USER, passwordKey: {password_key}}}}}",
+            registry.address
+        );
+        let mut command = operator_command();
+        command
+            .args([
+                "install",
+                "--profile",
+                "default",
+                "--namespace",
+                &setup.namespace,
+            ])
+            .args(["--set", &shell])
+            .args(["--set", "secrets.store.kind=SecretStore"])
+            .args([
+                "--set",
+                &format!("secrets.store.hostApi={}", h.var("INFISICAL_API_URL")),
+            ])
+            .args([
+                "--set",
+                &format!("secrets.store.projectSlug={}", setup.project.slug),
+            ])
+            .args(["--set", "secrets.store.environmentSlug=prod"])
+            // The storage class does not exist: preflight stops the install after the pin,
+            // before anything is written.
+            .args(["--set", "storage.className=no-such-class"])
+            .env("DOCKER_CONFIG", no_login.path())
+            .env_remove("REGISTRY_USER")
+            .env_remove("REGISTRY_PASSWORD")
+            .env_remove("REGISTRY_PASSWORD_OLD");
+        async move { command.output().await.unwrap() }
+    };
+
+    let pinned = run("REGISTRY_PASSWORD").await;
+    let (stdout, stderr) = (text(&pinned.stdout), text(&pinned.stderr));
+    assert!(
+        stderr.contains(&format!("shell image {reference} pinned to {digest}")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(PASSWORD) && !stdout.contains(PASSWORD));
+
+    let refused = run("REGISTRY_PASSWORD_OLD").await;
+    let (stdout, stderr) = (text(&refused.stdout), text(&refused.stderr));
+    assert_ne!(refused.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{} refused the login from shell.pullSecret's keys REGISTRY_USER and \
+             REGISTRY_PASSWORD_OLD (from Infisical)",
+            registry.address
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(WRONG) && !stdout.contains(WRONG),
+        "{stderr}"
+    );
     assert!(!stderr.contains("pinned to"), "{stderr}");
 }
