@@ -107,7 +107,7 @@ pub async fn run(
     if prepared.up_to_date {
         return unchanged(client, release).await;
     }
-    transaction::run_release(client, release, async |tx| {
+    transaction::run_release(client, release, progress, async |tx| {
         tx.deploy(profile, release, Action::Install, timeout, progress)
             .await?
             .into_result()

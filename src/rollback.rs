@@ -139,7 +139,7 @@ pub async fn run(
     }
     let to = prepared.target.revision;
     progress(Event::Step(&format!("rolling back to revision {to}")));
-    transaction::run_release(client, &prepared.release, async |tx| {
+    transaction::run_release(client, &prepared.release, progress, async |tx| {
         tx.deploy(
             prepared.profile(),
             &prepared.release,

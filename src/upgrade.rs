@@ -181,7 +181,7 @@ pub async fn run(
         return install::unchanged(client, &prepared.release).await;
     }
     let namespace = prepared.release.namespace.as_str();
-    transaction::run_release(client, &prepared.release, async |tx| {
+    transaction::run_release(client, &prepared.release, progress, async |tx| {
         if let Some(path) = &prepared.backup {
             progress(Event::Step("backup before the upgrade"));
             if let Err(e) = backup::backup(client, namespace, path, ui).await {
