@@ -112,6 +112,7 @@ pub fn run(global: &Global, args: &RestoreArgs, ui: &Ui) -> Result<()> {
                 namespace: &namespace,
                 app: &app,
                 timeout: args.timeout,
+                progress: &|e| session.report(e),
             };
             backup::restore(&target, &manifest, dir.path(), ui).await
         })
