@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use serde::Deserialize;
 
-use crate::cluster::api_error;
+use crate::cluster::forward;
 use crate::error::{Error, Result};
 use crate::onboarding;
 use crate::render::{APP_PORT, meta};
@@ -91,16 +91,7 @@ async fn get(
     pod: &str,
     namespace: &str,
 ) -> Result<std::result::Result<(u16, Bytes), String>> {
-    let port = APP_PORT as u16;
-    let mut forwarder = pods
-        .portforward(pod, &[port])
-        .await
-        .map_err(|e| api_error(e, "create", "pods/portforward", Some(namespace)))?;
-    let (Some(stream), Some(port_error)) =
-        (forwarder.take_stream(port), forwarder.take_error(port))
-    else {
-        return Ok(Err("the port-forward has no stream".into()));
-    };
+    let (forward, stream) = forward::open(pods, pod, namespace, APP_PORT as u16).await?;
     let exchange = async {
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -118,16 +109,17 @@ async fn get(
         Ok::<_, hyper::Error>((status, body))
     };
     let outcome = match exchange.await {
-        Ok(answer) => Ok(answer),
-        // The forwarder reports why the stream closed (e.g. nothing listens on the port); that
+        Ok(answer) => {
+            forward.close();
+            Ok(answer)
+        }
+        // The forwarder says why the stream closed (e.g. nothing listens on the port); that
         // says more than hyper's "connection closed before message completed".
-        Err(e) => Err(tokio::time::timeout(Duration::from_secs(2), port_error)
+        Err(e) => Err(forward
+            .closed_because()
             .await
-            .ok()
-            .flatten()
             .unwrap_or_else(|| e.to_string())),
     };
-    forwarder.abort();
     Ok(outcome)
 }
 

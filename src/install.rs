@@ -86,8 +86,7 @@ pub async fn prepare(
             changes(client, release, &values).await?
         }
     };
-    let up_to_date = same_profile(profile, last.as_ref())
-        && changes.iter().all(|(_, c)| *c == Change::Unchanged);
+    let up_to_date = up_to_date(profile, last.as_ref(), &changes);
     Ok(Prepared {
         changes,
         last,
@@ -108,7 +107,7 @@ pub async fn run(
     if prepared.up_to_date {
         return unchanged(client, release).await;
     }
-    transaction::run_release(client, release, async |tx| {
+    transaction::run_release(client, release, progress, async |tx| {
         tx.deploy(profile, release, Action::Install, timeout, progress)
             .await?
             .into_result()
@@ -188,26 +187,18 @@ async fn apply_waves(
     Ok(())
 }
 
-/// Nothing to do: `last`, the newest revision, deployed this very profile and every object is
-/// unchanged. Decided with reads and dry runs only, so a no-op run writes nothing, not even the
-/// lock.
-pub(crate) async fn up_to_date(
-    client: &kube::Client,
+/// Nothing to do: `last`, the newest revision, deployed this very profile and `changes` (found
+/// with server-side dry runs) change no object. Decided with reads and dry runs only, so a no-op
+/// run of any verb that deploys writes nothing, not even the lock.
+pub(crate) fn up_to_date(
     profile: &Profile,
-    release: &Release,
-    values: &[Value],
     last: Option<&Record>,
-) -> Result<bool> {
-    Ok(same_profile(profile, last)
-        && changes(client, release, values)
-            .await?
-            .iter()
-            .all(|(_, change)| *change == Change::Unchanged))
-}
-
-/// Whether `last`, the newest revision, deployed this very profile.
-fn same_profile(profile: &Profile, last: Option<&Record>) -> bool {
+    changes: &[(String, Change)],
+) -> bool {
     last.is_some_and(|r| r.deployed() && r.profile_digest == release::profile_digest(profile))
+        && changes
+            .iter()
+            .all(|(_, change)| *change == Change::Unchanged)
 }
 
 /// What applying each object would do, found with server-side dry runs: nothing is written.

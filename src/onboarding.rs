@@ -20,9 +20,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, AttachParams, ListParams};
-use tokio::io::AsyncReadExt;
+use kube::api::{Api, ListParams};
 
+use crate::cluster::exec::Container;
 use crate::cluster::{api_error, wait};
 use crate::error::{Error, Result};
 use crate::render::meta::{self, Component};
@@ -126,29 +126,15 @@ pub enum Outcome {
 pub async fn run(client: &kube::Client, namespace: &str) -> Result<Outcome> {
     let pods = Api::<Pod>::namespaced(client.clone(), namespace);
     let pod = running_app_pod(&pods, namespace, "onboard").await?;
-    let params = AttachParams::default()
-        .container(meta::APP_NAME)
-        .stdout(true)
-        .stderr(true)
-        .stdin(false);
+    let app = Container {
+        pods: &pods,
+        namespace,
+        pod: pod.clone(),
+        name: meta::APP_NAME,
+    };
     let exec = async {
-        let mut process = pods
-            .exec(&pod, ["sh", "-c", SCRIPT], &params)
-            .await
-            .map_err(|e| api_error(e, "create", "pods/exec", Some(namespace)))?;
-        let mut output = String::new();
-        if let Some(mut stdout) = process.stdout() {
-            stdout
-                .read_to_string(&mut output)
-                .await
-                .map_err(Error::Output)?;
-        }
-        let status = match process.take_status() {
-            Some(status) => status.await,
-            None => None,
-        };
-        process.join().await.ok();
-        Ok::<_, Error>((output, status.and_then(|s| s.status).unwrap_or_default()))
+        let (output, exit) = app.capture(SCRIPT).await?;
+        Ok::<_, Error>((output, exit.status))
     };
     let (output, status) = tokio::time::timeout(TIMEOUT, exec).await.map_err(|_| {
         Error::not_healthy(

@@ -20,6 +20,7 @@ use crate::cluster::api_error;
 use crate::error::{Error, Result};
 use crate::profile::Profile;
 use crate::render::{Release, meta};
+use crate::ui::progress::Event;
 
 const RELEASE_LABEL: &str = "paperclipctl.io/release";
 const REVISION_LABEL: &str = "paperclipctl.io/revision";
@@ -224,12 +225,14 @@ pub async fn history(client: &kube::Client, namespace: &str) -> Result<Vec<Recor
     Ok(records)
 }
 
-/// Stores `record` as the next revision and returns its number. Only the release transaction
-/// ([`crate::transaction`]) stores records, under the lock.
+/// Stores `record` as the next revision and returns its number; `progress` hears what the user
+/// should know of how it was kept. Only the release transaction ([`crate::transaction`]) stores
+/// records, under the lock.
 pub(crate) async fn store(
     client: &kube::Client,
     namespace: &str,
     mut record: Record,
+    progress: &(dyn Fn(Event<'_>) + Sync),
 ) -> Result<u32> {
     crate::cluster::lock::ensure_held().await?;
     let revision = history(client, namespace)
@@ -283,10 +286,10 @@ pub(crate) async fn store(
         .await;
     match kept {
         Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 403 => eprintln!(
-            "warning: revision {revision}'s digest could not be kept on Namespace {namespace} \
+        Err(kube::Error::Api(s)) if s.code == 403 => progress(Event::Warning(&format!(
+            "revision {revision}'s digest could not be kept on Namespace {namespace} \
              (forbidden: patch namespaces); a rollback to it will be refused"
-        ),
+        ))),
         Err(e) => return Err(api_error(e, "patch", "namespaces", None)),
     }
     Api::<Secret>::namespaced(client.clone(), namespace)

@@ -1,16 +1,23 @@
 //! Going back to an earlier revision: its recorded profile rendered and deployed again, waited
 //! for as an install is, and recorded as a new revision (`rollback to N`), as Helm does.
 //!
+//! [`prepare`] finds and verifies the revision and dry-runs its objects (what `rollback
+//! --dry-run` shows); [`run`] deploys them in a release transaction.
+//!
 //! Only objects go back; the database keeps what the newer version wrote. A backup taken before
 //! the upgrade (`paperclipctl backup list`) brings the data back when a newer version migrated it.
 
-use serde_json::Value;
+use std::time::Duration;
 
+use crate::cluster::apply::Change;
 use crate::error::{Error, Result};
-use crate::install::{self, Generated};
+use crate::install::{self, Generated, Summary};
 use crate::profile::Profile;
-use crate::release::Record;
+use crate::release::{self, Record};
 use crate::render::{self, Release};
+use crate::status;
+use crate::transaction::{self, Action};
+use crate::ui::progress::Event;
 
 /// The revision to go back to: `revision` when given, else the newest deployed revision that
 /// applied something other than what the newest revision applied.
@@ -65,13 +72,85 @@ pub fn target(history: &[Record], revision: Option<u32>) -> Result<&Record> {
     Ok(record)
 }
 
-/// The release `profile` renders and the values its objects would be applied with (generated
-/// values as placeholders: this runs before the lock): what a rollback to it previews and
-/// compares with what runs.
-pub async fn prepare(client: &kube::Client, profile: &Profile) -> Result<(Release, Vec<Value>)> {
+/// What a rollback would do, decided with reads and server-side dry runs only: what `rollback
+/// --dry-run` shows, and what [`run`] then does.
+pub struct Prepared {
+    /// The revision gone back to; it carries the profile it applied.
+    pub target: Record,
+    /// What that profile renders today.
+    pub release: Release,
+    /// What applying each object would do, in apply order.
+    pub changes: Vec<(String, Change)>,
+    /// The newest revision already deployed this profile and no object would change: a run
+    /// writes nothing, not even the lock.
+    pub up_to_date: bool,
+}
+
+impl Prepared {
+    /// The profile the target revision applied.
+    pub fn profile(&self) -> &Profile {
+        self.target
+            .applied
+            .as_ref()
+            .expect("a rollback target carries its profile")
+    }
+}
+
+/// Prepares going back to `revision` (or, without one, as [`target`] chooses) in `namespace`:
+/// the revision is found and its record verified, its profile rendered and dry-run (generated
+/// values as placeholders: this runs before the lock). Nothing is written.
+pub async fn prepare(
+    client: &kube::Client,
+    namespace: &str,
+    revision: Option<u32>,
+) -> Result<Prepared> {
+    let history = release::history(client, namespace).await?;
+    if history.is_empty() {
+        return Err(status::not_installed(namespace));
+    }
+    let target = target(&history, revision)?.clone();
+    release::verify(client, namespace, &target).await?;
+    let profile = target
+        .applied
+        .as_ref()
+        .expect("a rollback target carries its profile");
     let release = render::render(profile);
     let values = install::values(client, profile, &release, Generated::Placeholder).await?;
-    Ok((release, values))
+    let changes = install::changes(client, &release, &values).await?;
+    let up_to_date = install::up_to_date(profile, history.last(), &changes);
+    Ok(Prepared {
+        target,
+        release,
+        changes,
+        up_to_date,
+    })
+}
+
+/// Runs a rollback [`prepare`]d before: the target's profile deployed in a release transaction
+/// and recorded as `rollback to N`. An up-to-date release is left as it is.
+pub async fn run(
+    client: &kube::Client,
+    prepared: &Prepared,
+    timeout: Duration,
+    progress: &(dyn Fn(Event<'_>) + Sync),
+) -> Result<Summary> {
+    if prepared.up_to_date {
+        return install::unchanged(client, &prepared.release).await;
+    }
+    let to = prepared.target.revision;
+    progress(Event::Step(&format!("rolling back to revision {to}")));
+    transaction::run_release(client, &prepared.release, progress, async |tx| {
+        tx.deploy(
+            prepared.profile(),
+            &prepared.release,
+            Action::Rollback { to },
+            timeout,
+            progress,
+        )
+        .await?
+        .into_result()
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use kube::api::Api;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
-use crate::cluster::api_error;
+use crate::cluster::forward;
 use crate::error::{Error, Result};
 use crate::onboarding;
 use crate::profile::model::{ServiceType, Shell};
@@ -144,21 +144,8 @@ async fn forward(
     pod: &str,
     namespace: &str,
 ) -> Result<impl AsyncRead + AsyncWrite + Unpin + use<>> {
-    let port = SSHD_PORT as u16;
-    let mut forwarder = pods
-        .portforward(pod, &[port])
-        .await
-        .map_err(|e| api_error(e, "create", "pods/portforward", Some(namespace)))?;
-    let stream = forwarder.take_stream(port).ok_or_else(|| {
-        Error::cluster(
-            format!("the port-forward to {pod}:{port} has no stream"),
-            "run again; if it persists, check the API server's health",
-        )
-    })?;
-    // The forwarder's task lives as long as the stream; dropping it does not end the connection.
-    tokio::spawn(async move {
-        let _ = forwarder.join().await;
-    });
+    let (forward, stream) = forward::open(pods, pod, namespace, SSHD_PORT as u16).await?;
+    forward.detach();
     Ok(stream)
 }
 

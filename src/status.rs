@@ -10,14 +10,14 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, AttachParams, DynamicObject, ListParams};
+use kube::api::{Api, DynamicObject, ListParams};
 use serde::Serialize;
 use serde_json::Value;
-use tokio::io::AsyncReadExt;
 
 use crate::cluster::api_error;
 use crate::cluster::apply::api_resource;
-use crate::cluster::wait::{self, Synced};
+use crate::cluster::exec::Container;
+use crate::cluster::wait::{self, Readiness, Synced};
 use crate::error::{Error, Result};
 use crate::health::{self, Health};
 use crate::release::{self, Record};
@@ -253,7 +253,8 @@ async fn object_state(client: &kube::Client, namespace: &str, id: &str) -> Resul
         .is_some_and(|v| v == "true");
     let (healthy, detail) = match found {
         None => (false, "missing".to_string()),
-        Some(object) => object_health(kind, &object.data),
+        // The whole object: a Deployment's readiness reads its generation too.
+        Some(object) => object_health(kind, &serde_json::to_value(&object)?),
     };
     Ok(ObjectState {
         object: id.to_string(),
@@ -267,20 +268,37 @@ async fn object_state(client: &kube::Client, namespace: &str, id: &str) -> Resul
 fn object_health(kind: &str, data: &Value) -> (bool, String) {
     let number = |pointer: &str| data.pointer(pointer).and_then(Value::as_i64).unwrap_or(0);
     match kind {
-        "StatefulSet" | "Deployment" => {
+        "StatefulSet" => {
             let want = data
                 .pointer("/spec/replicas")
                 .and_then(Value::as_i64)
                 .unwrap_or(1);
-            let (have, word) = if kind == "StatefulSet" {
-                (number("/status/readyReplicas"), "ready")
-            } else {
-                (number("/status/availableReplicas"), "available")
-            };
+            let have = number("/status/readyReplicas");
             // Scaled to zero serves nothing: that is not a healthy Paperclip.
-            let healthy = want > 0 && have >= want;
             let scaled = if want == 0 { " (scaled to 0)" } else { "" };
-            (healthy, format!("{have}/{want} {word}{scaled}"))
+            (
+                want > 0 && have >= want,
+                format!("{have}/{want} ready{scaled}"),
+            )
+        }
+        "Deployment" => {
+            let want = data
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            let have = number("/status/availableReplicas");
+            let scaled = if want == 0 { " (scaled to 0)" } else { "" };
+            let detail = format!("{have}/{want} available{scaled}");
+            // Judged as the waits judge it (scaled to zero is never ready).
+            match serde_json::from_value::<Deployment>(data.clone())
+                .map(|d| wait::deployment_ready(&d))
+            {
+                Ok(Readiness::Ready) => (true, detail),
+                Ok(Readiness::NotYet(why)) if want > 0 && have >= want => {
+                    (false, format!("{detail}, not ready: {why}"))
+                }
+                _ => (false, detail),
+            }
         }
         "ExternalSecret" => match wait::external_secret_synced(data) {
             // The Ready condition's message says what synced, or why not.
@@ -516,30 +534,24 @@ async fn running_version(pods: &Api<Pod>, pod: &Pod) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// The stdout of `script` in `container` of `pod`, whatever its exit code (a script's output
+/// says what it found), or why the exec could not run.
 pub(crate) async fn exec(
     pods: &Api<Pod>,
     pod: &str,
     container: &str,
     script: &str,
 ) -> std::result::Result<String, String> {
-    let params = AttachParams::default()
-        .container(container)
-        .stdout(true)
-        .stderr(false)
-        .stdin(false);
-    let mut process = pods
-        .exec(pod, ["sh", "-c", script], &params)
-        .await
-        .map_err(|e| format!("cannot exec into {pod}: {e}"))?;
-    let mut output = String::new();
-    if let Some(mut stdout) = process.stdout() {
-        stdout
-            .read_to_string(&mut output)
-            .await
-            .map_err(|e| e.to_string())?;
+    let container = Container {
+        pods,
+        namespace: pods.namespace().unwrap_or_default(),
+        pod: pod.to_string(),
+        name: container,
+    };
+    match container.capture(script).await {
+        Ok((output, _)) => Ok(output),
+        Err(e) => Err(format!("cannot exec into {pod}: {e}")),
     }
-    process.join().await.ok();
-    Ok(output)
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -824,6 +836,28 @@ mod tests {
         assert_eq!(
             object_health("PersistentVolumeClaim", &pvc),
             (true, "Bound".into())
+        );
+    }
+
+    #[test]
+    fn a_deployment_is_healthy_only_when_the_waits_would_call_it_ready() {
+        let rolled_out = json!({"metadata": {"generation": 2}, "spec": {"replicas": 1},
+            "status": {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1,
+                       "availableReplicas": 1}});
+        assert_eq!(
+            object_health("Deployment", &rolled_out),
+            (true, "1/1 available".into())
+        );
+        // The old pod still serves while the new template's pod does not come up.
+        let stuck = json!({"metadata": {"generation": 3}, "spec": {"replicas": 1},
+            "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 1,
+                       "availableReplicas": 1}});
+        assert_eq!(
+            object_health("Deployment", &stuck),
+            (
+                false,
+                "1/1 available, not ready: 1/1 available, 1/1 updated, 2 pod(s)".into()
+            )
         );
     }
 

@@ -73,13 +73,15 @@ impl Deployed {
 }
 
 /// Runs `body` holding the release lock of `namespace`, which must exist (uninstall, restore).
-/// Fails, naming the holder, when another run holds it.
+/// Fails, naming the holder, when another run holds it. `progress` hears a warning if the lock
+/// is lost while `body` runs.
 pub async fn run<T>(
     client: &kube::Client,
     namespace: &str,
+    progress: &(dyn Fn(Event<'_>) + Sync),
     body: impl AsyncFnOnce(&Transaction<'_>) -> Result<T>,
 ) -> Result<T> {
-    locked(client, namespace, None, body).await
+    locked(client, namespace, None, progress, body).await
 }
 
 /// Runs `body` holding the release lock of `release`, whose Namespace is applied first: the
@@ -87,12 +89,14 @@ pub async fn run<T>(
 pub async fn run_release<T>(
     client: &kube::Client,
     release: &Release,
+    progress: &(dyn Fn(Event<'_>) + Sync),
     body: impl AsyncFnOnce(&Transaction<'_>) -> Result<T>,
 ) -> Result<T> {
     let first = release.objects().next().expect("a release has objects");
     debug_assert!(matches!(first, Object::Namespace(_)));
     let change = apply::apply(client, first, &serde_json::to_value(first)?, false).await?;
-    locked(client, &release.namespace, Some((first.id(), change)), body).await
+    let namespace_change = Some((first.id(), change));
+    locked(client, &release.namespace, namespace_change, progress, body).await
 }
 
 /// Fails as a transaction would start failing when a live run holds `namespace`'s lock, without
@@ -102,11 +106,13 @@ pub async fn ensure_free(client: &kube::Client, namespace: &str) -> Result<()> {
     Lock::check_free(client, namespace).await
 }
 
-/// The one place the lock is taken and given up.
+/// The one place the lock is taken and given up. A lock lost while `body` runs is said at once
+/// (the body may be waiting, not writing); `body` then stops at its next write.
 async fn locked<T>(
     client: &kube::Client,
     namespace: &str,
     namespace_change: Option<(String, Change)>,
+    progress: &(dyn Fn(Event<'_>) + Sync),
     body: impl AsyncFnOnce(&Transaction<'_>) -> Result<T>,
 ) -> Result<T> {
     let lock = Lock::acquire(client, namespace).await?;
@@ -115,7 +121,17 @@ async fn locked<T>(
         namespace,
         namespace_change,
     };
-    let outcome = body(&transaction).await;
+    let mut running = std::pin::pin!(body(&transaction));
+    let outcome = tokio::select! {
+        outcome = &mut running => outcome,
+        why = lock.lost() => {
+            progress(Event::Warning(&format!(
+                "this run lost the release lock in namespace {namespace} ({why}); it writes \
+                 nothing more"
+            )));
+            running.await
+        }
+    };
     lock.release().await;
     outcome
 }
@@ -161,7 +177,7 @@ impl Transaction<'_> {
             &action.to_string(),
             Status::of(&deployed),
         );
-        let revision = release::store(self.client, self.namespace, record).await;
+        let revision = release::store(self.client, self.namespace, record, progress).await;
         Ok(match (deployed, revision) {
             (Err(e), _) => Deployed::Failed(e),
             (Ok(_), Err(e)) => return Err(e),

@@ -1,17 +1,22 @@
 //! Upgrades: a new profile (most often just a newer app image) applied the safe way.
 //!
-//! The command layer resolves and checks the target (preflight: the tag exists and offers the
-//! nodes' platforms) before anything changes. Here: a backup is written first, the release is
-//! applied and waited for as an install is (the app Deployment recreates its pod, so two
-//! versions never share the volume), and when it does not become ready, the failing pods' state,
-//! logs and events go to a diagnostics file before the previous revision is deployed again.
+//! [`prepare`] decides everything with reads only: the revision a failure goes back to, the
+//! image pinned to its digest, where the backup goes, and what applying would change (server-side
+//! dry runs). `upgrade --dry-run` prints that; [`run`] does it: a backup is written first, the
+//! release is applied and waited for as an install is (the app Deployment recreates its pod, so
+//! two versions never share the volume), and when it does not become ready, the failing pods'
+//! state, logs and events go to a diagnostics file before the previous revision is deployed again.
+//! The command layer checks the target (preflight: the tag exists and offers the nodes'
+//! platforms) before [`prepare`].
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::backup;
+use crate::cluster::apply::Change;
 use crate::diagnostics;
 use crate::error::{Error, Result};
+use crate::image::{self, RegistryAuth};
 use crate::install::{self, Generated, Summary};
 use crate::profile::Profile;
 use crate::profile::types::ImageRef;
@@ -22,26 +27,108 @@ use crate::transaction::{self, Action, Deployed, Transaction};
 use crate::ui::Ui;
 use crate::ui::progress::Event;
 
-/// An upgrade to run: the target profile (images pinned) and its rendered release.
-pub struct Upgrade<'a> {
-    pub profile: &'a Profile,
-    pub release: &'a Release,
-    /// The release's revisions, oldest first, as [`rollback_point`] checked them.
-    pub history: &'a [Record],
-    pub timeout: Duration,
-    /// Where the backup taken before anything changes goes; `None` skips it.
-    pub backup: Option<PathBuf>,
-    /// Where a failed upgrade writes its diagnostics file.
-    pub diagnostics_dir: &'a Path,
+/// What the user asked of an upgrade.
+pub struct Request {
+    /// The target profile, checked by preflight, its shell image pinned.
+    pub profile: Profile,
+    /// The image was named on the command line (`--to`): it is pinned to what its tag names now,
+    /// even when the profile's image looks like the one running.
+    pub image_named: bool,
+    pub backup: BackupTo,
 }
 
-pub enum Outcome {
-    /// The release already runs this profile: nothing was written, no backup taken.
-    UpToDate(Summary),
-    Upgraded {
-        summary: Summary,
-        backup: Option<PathBuf>,
-    },
+/// Where the backup taken before an upgrade goes.
+pub enum BackupTo {
+    /// No backup (`--no-backup`).
+    Nowhere,
+    File(PathBuf),
+    /// A new archive in the local backups directory.
+    BackupsDir,
+}
+
+/// What an upgrade would do, decided with reads, registry lookups and server-side dry runs only:
+/// what `upgrade --dry-run` shows, and what [`run`] then does.
+pub struct Prepared {
+    /// The profile deployed, its images pinned to digests.
+    pub profile: Profile,
+    pub release: Release,
+    /// The revision a failed upgrade goes back to (the newest deployed one).
+    pub previous: Record,
+    /// What applying each object would do, in apply order.
+    pub changes: Vec<(String, Change)>,
+    /// The newest revision deployed this very profile and no object would change: a run writes
+    /// nothing, not even the lock, and takes no backup.
+    pub up_to_date: bool,
+    /// Where the backup goes; `None` skips it.
+    pub backup: Option<PathBuf>,
+    /// What the user should know before the run (printed by the command).
+    pub warnings: Vec<String>,
+}
+
+/// Prepares the upgrade of the release whose revisions are `history` (oldest first) to
+/// `request`, without writing anything to the cluster.
+pub async fn prepare(
+    client: &kube::Client,
+    history: &[Record],
+    request: Request,
+    auth: &RegistryAuth,
+    progress: &(dyn Fn(Event<'_>) + Sync),
+) -> Result<Prepared> {
+    let mut profile = request.profile;
+    let namespace = profile.namespace.to_string();
+    let previous = rollback_point(history, &namespace)?.clone();
+    let running = previous.applied.as_ref().map(|p| &p.app.image);
+    match running.filter(|running| !request.image_named && same_image(running, &profile.app.image))
+    {
+        // An unchanged profile keeps the image as it runs, so upgrading it changes nothing.
+        Some(running) => profile.app.image = running.clone(),
+        // A new image, or a named one (which asks for what the tag names now), is pinned; after
+        // preflight, which explains a missing tag or a platform gap better.
+        None => {
+            let pinned = image::pin(&profile.app.image, auth, "app.image").await?;
+            progress(Event::Note(&format!(
+                "app image {} pinned to {}",
+                profile.app.image, pinned.digest
+            )));
+            profile.app.image = pinned.reference;
+        }
+    }
+    let release = render::render(&profile);
+    let values = install::values(client, &profile, &release, Generated::Placeholder).await?;
+    let changes = install::changes(client, &release, &values).await?;
+    let up_to_date = install::up_to_date(&profile, history.last(), &changes);
+    let backup = match request.backup {
+        _ if up_to_date => None,
+        BackupTo::Nowhere => None,
+        BackupTo::File(path) => Some(path),
+        BackupTo::BackupsDir => Some(backup::new_archive_path(&namespace, Some("pre-upgrade"))?),
+    };
+    let mut warnings = Vec::new();
+    if previous.applied.is_none() && !up_to_date {
+        warnings.push(format!(
+            "revision {} was recorded without its profile: a failed upgrade cannot be rolled \
+             back by itself",
+            previous.revision
+        ));
+    }
+    Ok(Prepared {
+        profile,
+        release,
+        previous,
+        changes,
+        up_to_date,
+        backup,
+        warnings,
+    })
+}
+
+/// Whether `running` is `wanted`, or `wanted` pinned to a digest.
+fn same_image(running: &ImageRef, wanted: &ImageRef) -> bool {
+    running == wanted
+        || running
+            .as_str()
+            .strip_prefix(wanted.as_str())
+            .is_some_and(|rest| rest.starts_with('@'))
 }
 
 /// The image `--to` names: `latest`, a tag such as `sha-3494e84` or `v1.2.0` (of the app
@@ -79,40 +166,23 @@ pub fn rollback_point<'h>(history: &'h [Record], namespace: &str) -> Result<&'h 
         })
 }
 
-/// Runs the upgrade; on failure the error says what failed, where the diagnostics are, and
-/// whether the previous revision is back. The backup, the deploy and the rollback after a
-/// failure are one release transaction.
+/// Runs an upgrade [`prepare`]d before; on failure the error says what failed, where the
+/// diagnostics are, and whether the previous revision is back. The backup, the deploy and the
+/// rollback after a failure are one release transaction. An up-to-date release is left as it is.
 pub async fn run(
     client: &kube::Client,
-    upgrade: &Upgrade<'_>,
+    prepared: &Prepared,
+    timeout: Duration,
+    diagnostics_dir: &Path,
     ui: &Ui,
     progress: &(dyn Fn(Event<'_>) + Sync),
-) -> Result<Outcome> {
-    let namespace = upgrade.release.namespace.as_str();
-    // What runs now, to come back to; chosen before this upgrade adds a revision.
-    let previous = rollback_point(upgrade.history, namespace)?;
-    let values = install::values(
-        client,
-        upgrade.profile,
-        upgrade.release,
-        Generated::Placeholder,
-    )
-    .await?;
-    let last = upgrade.history.last();
-    if install::up_to_date(client, upgrade.profile, upgrade.release, &values, last).await? {
-        return Ok(Outcome::UpToDate(
-            install::unchanged(client, upgrade.release).await?,
-        ));
+) -> Result<Summary> {
+    if prepared.up_to_date {
+        return install::unchanged(client, &prepared.release).await;
     }
-    if previous.applied.is_none() {
-        ui.note(&format!(
-            "warning: revision {} was recorded without its profile: a failed upgrade cannot be \
-             rolled back by itself",
-            previous.revision
-        ));
-    }
-    transaction::run_release(client, upgrade.release, async |tx| {
-        if let Some(path) = &upgrade.backup {
+    let namespace = prepared.release.namespace.as_str();
+    transaction::run_release(client, &prepared.release, progress, async |tx| {
+        if let Some(path) = &prepared.backup {
             progress(Event::Step("backup before the upgrade"));
             if let Err(e) = backup::backup(client, namespace, path, ui).await {
                 return Err(Error::not_healthy(
@@ -128,19 +198,18 @@ pub async fn run(
         }
         let deployed = tx
             .deploy(
-                upgrade.profile,
-                upgrade.release,
+                &prepared.profile,
+                &prepared.release,
                 Action::Upgrade,
-                upgrade.timeout,
+                timeout,
                 progress,
             )
             .await?;
         match deployed {
-            Deployed::Ready(summary) => Ok(Outcome::Upgraded {
-                summary,
-                backup: upgrade.backup.clone(),
-            }),
-            Deployed::Failed(cause) => Err(recover(tx, upgrade, previous, &cause, progress).await),
+            Deployed::Ready(summary) => Ok(summary),
+            Deployed::Failed(cause) => {
+                Err(recover(tx, prepared, timeout, diagnostics_dir, &cause, progress).await)
+            }
         }
     })
     .await
@@ -151,25 +220,26 @@ pub async fn run(
 /// user reads.
 async fn recover(
     tx: &Transaction<'_>,
-    upgrade: &Upgrade<'_>,
-    previous: &Record,
+    prepared: &Prepared,
+    timeout: Duration,
+    diagnostics_dir: &Path,
     cause: &Error,
     progress: &(dyn Fn(Event<'_>) + Sync),
 ) -> Error {
     let client = tx.client();
-    let namespace = upgrade.release.namespace.as_str();
-    let image = &upgrade.profile.app.image;
+    let (namespace, previous) = (prepared.release.namespace.as_str(), &prepared.previous);
+    let image = &prepared.profile.app.image;
     progress(Event::Step("collecting diagnostics"));
     let heading = format!("upgrade to {image} failed: {cause}");
     let diagnostics = match diagnostics::collect(client, namespace, &heading).await {
-        Ok(text) => diagnostics::write(upgrade.diagnostics_dir, namespace, "upgrade", &text),
+        Ok(text) => diagnostics::write(diagnostics_dir, namespace, "upgrade", &text),
         Err(e) => Err(e),
     };
     let mut help = match &diagnostics {
         Ok(path) => format!("pod states, crash logs and events: {}", path.display()),
         Err(e) => format!("the diagnostics file could not be written: {e}"),
     };
-    if let Some(path) = &upgrade.backup {
+    if let Some(path) = &prepared.backup {
         help.push_str(&format!(
             "\nthe backup taken before the upgrade: {} (`paperclipctl restore` it if the new \
              version changed the database)",
@@ -188,7 +258,7 @@ async fn recover(
                     let action = Action::Rollback {
                         to: previous.revision,
                     };
-                    tx.deploy(profile, &release, action, upgrade.timeout, progress)
+                    tx.deploy(profile, &release, action, timeout, progress)
                         .await
                         .and_then(Deployed::into_result)
                 }

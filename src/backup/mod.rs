@@ -8,7 +8,6 @@
 
 pub mod archive;
 pub mod crypt;
-mod exec;
 pub mod layout;
 mod list;
 mod local;
@@ -33,12 +32,12 @@ use kube::api::{Api, ListParams};
 
 use crate::cluster::api_error;
 
+use crate::cluster::exec::{self, Container, Input};
 use crate::error::{Error, Result};
 use crate::render::meta;
 use crate::signal;
 use crate::ui::Ui;
 use archive::{CompressedPart, DUMP, FILES, INSTANCE_PARTS, MASTER_KEY, Manifest};
-use exec::{Container, Input};
 pub use list::{LocalArchive, local_archives};
 pub use local::{local_dir, new_archive_path};
 pub use restore::{restore, steps};

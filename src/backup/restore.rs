@@ -28,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::render::{Object, Wave, meta};
 use crate::signal;
 use crate::ui::Ui;
+use crate::ui::progress::Event;
 
 /// Loads `$2` bytes of stdin after emptying the database with `$1`, all in one transaction: every
 /// non-system schema is dropped (objects made after the backup included), `public` is recreated,
@@ -128,6 +129,8 @@ pub struct Target<'a> {
     pub app: &'a Object,
     /// How long the app's pods may take to stop, and the app to come back.
     pub timeout: Duration,
+    /// Hears each step done and each warning: the restore prints nothing itself.
+    pub progress: &'a (dyn Fn(Event<'_>) + Sync),
 }
 
 /// Restores the verified parts in `dir` into the release; the caller holds the lock.
@@ -189,21 +192,22 @@ pub async fn restore(target: &Target<'_>, manifest: &Manifest, dir: &Path, ui: &
             Err(e) => left_kept(namespace, &cause, &e),
         });
     }
-    ui.note(&format!(
-        "✓ {} put in place (the current ones kept beside them)",
+    let progress = target.progress;
+    progress(Event::Note(&format!(
+        "{} put in place (the current ones kept beside them)",
         parts.join(", ")
-    ));
+    )));
     if manifest.parts.contains_key(FILES) {
-        ui.note(&format!(
-            "✓ instance files unpacked ({})",
+        progress(Event::Note(&format!(
+            "instance files unpacked ({})",
             manifest.files.included.join(", ")
-        ));
+        )));
     }
     if manifest.master_key_from_env {
-        ui.note(
-            "note: the backed-up app took its master key from PAPERCLIP_SECRETS_MASTER_KEY; \
-             this release needs the same value to read the restored secrets",
-        );
+        progress(Event::Warning(
+            "the backed-up app took its master key from PAPERCLIP_SECRETS_MASTER_KEY; this \
+             release needs the same value to read the restored secrets",
+        ));
     }
 
     let deployments = Api::<Deployment>::namespaced(client.clone(), namespace);
@@ -225,14 +229,17 @@ pub async fn restore(target: &Target<'_>, manifest: &Manifest, dir: &Path, ui: &
         Ok(tables) => tables,
         Err(e) => {
             back?;
-            return Err(put_back(target, &pods, &parts, ui, e).await);
+            return Err(put_back(target, &pods, &parts, e).await);
         }
     };
     back?;
-    ui.note("✓ database restored");
+    progress(Event::Note("database restored"));
 
     signal::or_interrupted(available(target)).await?;
-    ui.note(&format!("✓ Deployment/{} available", meta::APP_NAME));
+    progress(Event::Note(&format!(
+        "Deployment/{} available",
+        meta::APP_NAME
+    )));
     let tidied = async {
         let pod = release_app_pod(client, namespace, "tidy up").await?;
         let container = app_container(&pods, namespace, pod);
@@ -244,10 +251,10 @@ pub async fn restore(target: &Target<'_>, manifest: &Manifest, dir: &Path, ui: &
         Ok::<(), Error>(())
     };
     if let Err(e) = tidied.await {
-        ui.note(&format!(
-            "warning: the key and config kept beside the restored ones (*.paperclipctl-old) \
-             are still on the app's volume: {e}"
-        ));
+        progress(Event::Warning(&format!(
+            "the key and config kept beside the restored ones (*.paperclipctl-old) are still on \
+             the app's volume: {e}"
+        )));
     }
 
     // Paperclip's own dumps record no row counts.
@@ -285,7 +292,10 @@ async fn stop_and_load(
         "the app was scaled back up and nothing was restored",
     )
     .await?;
-    ui.note(&format!("✓ Deployment/{} scaled to 0", meta::APP_NAME));
+    (target.progress)(Event::Note(&format!(
+        "Deployment/{} scaled to 0",
+        meta::APP_NAME
+    )));
 
     crate::cluster::lock::ensure_held().await?;
     let db = database(&pods, target.namespace);
@@ -378,13 +388,7 @@ fn without_values(stderr: &str) -> String {
 
 /// After a failed restore: the kept key and config back in place and the app restarted with
 /// them. Returns the error to report, `cause` when all went back.
-async fn put_back(
-    target: &Target<'_>,
-    pods: &Api<Pod>,
-    parts: &[&str],
-    ui: &Ui,
-    cause: Error,
-) -> Error {
+async fn put_back(target: &Target<'_>, pods: &Api<Pod>, parts: &[&str], cause: Error) -> Error {
     let namespace = target.namespace;
     let back = async {
         available(target).await?;
@@ -401,10 +405,10 @@ async fn put_back(
     };
     match back.await {
         Ok(()) => {
-            ui.note(&format!(
+            (target.progress)(Event::Note(&format!(
                 "{} put back as they were; the app restarted with them",
                 parts.join(", ")
-            ));
+            )));
             cause
         }
         Err(e) => left_kept(namespace, &cause, &e),

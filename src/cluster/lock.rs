@@ -46,6 +46,8 @@ struct Held {
     renewed: Mutex<Instant>,
     /// Why the lock is no longer this run's, once it is not.
     lost: Mutex<Option<String>>,
+    /// Woken when the heartbeat finds the lock lost, for [`Lock::lost`].
+    heartbeat_lost: tokio::sync::Notify,
 }
 
 fn identity() -> String {
@@ -119,6 +121,7 @@ impl Lock {
             lease: Mutex::new(lease),
             renewed: Mutex::new(Instant::now()),
             lost: Mutex::new(None),
+            heartbeat_lost: tokio::sync::Notify::new(),
         });
         *HELD.lock().expect("the lock state is never poisoned") = Some(held.clone());
         let heartbeat = tokio::spawn(beat(held.clone()));
@@ -130,6 +133,13 @@ impl Lock {
     pub async fn check_free(client: &kube::Client, namespace: &str) -> Result<()> {
         let api = Api::<Lease>::namespaced(client.clone(), namespace);
         unheld(&api, namespace).await.map(|_| ())
+    }
+
+    /// Resolves, with why, once the heartbeat finds that this run lost the lock (never, while
+    /// it holds it): the holder tells the user then, rather than at its next write.
+    pub async fn lost(&self) -> String {
+        self.held.heartbeat_lost.notified().await;
+        lost(&self.held).unwrap_or_default()
     }
 
     /// Gives the lock up at once (an unreleased lock expires after its duration anyway). Only
@@ -260,12 +270,8 @@ async fn beat(held: Arc<Held>) {
     loop {
         beat.tick().await;
         renew(&held).await;
-        if let Some(why) = lost(&held) {
-            eprintln!(
-                "warning: this run lost the release lock in namespace {} ({why}); it writes \
-                 nothing more",
-                held.namespace
-            );
+        if lost(&held).is_some() {
+            held.heartbeat_lost.notify_one();
             return;
         }
     }

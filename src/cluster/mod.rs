@@ -2,6 +2,8 @@
 //! that say what was refused and what to do.
 
 pub mod apply;
+pub mod exec;
+pub mod forward;
 pub mod lock;
 pub mod wait;
 

@@ -114,7 +114,7 @@ where
 }
 
 /// Whether an object is ready, and if not, in a few words why.
-enum Readiness {
+pub enum Readiness {
     Ready,
     NotYet(String),
 }
@@ -274,7 +274,11 @@ fn statefulset_ready(s: &StatefulSet) -> Readiness {
     }
 }
 
-fn deployment_ready(d: &Deployment) -> Readiness {
+/// Whether a Deployment is ready: the one definition the waits and `status` share, so a release
+/// an install waited for is one `status` calls healthy. Ready is every wanted replica updated to
+/// the current template and available, no old pod left over, at the generation the controller
+/// has seen, and at least one replica wanted.
+pub fn deployment_ready(d: &Deployment) -> Readiness {
     let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     // Never ready at 0 replicas: the app serves nothing, and a watch that starts from the API
     // server's cache can first show the Deployment as it was while scaled down for a restart.

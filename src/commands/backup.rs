@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
+use super::session::Session;
 use crate::backup::{self, LocalArchive, VolumeBackup};
 use crate::cli::{BackupArgs, BackupCommand, Global, Output, PullArgs};
-use crate::cluster;
 use crate::error::{Error, Result};
 use crate::ui::{Ui, human_bytes};
 
@@ -42,9 +42,9 @@ fn create(global: &Global, args: &BackupArgs, ui: &Ui) -> Result<()> {
         }
     };
     super::block_on(async {
-        let cluster =
-            cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref()).await?;
-        let written = backup::backup_with(&cluster.client, &namespace, &path, &options, ui).await?;
+        let session = Session::for_reading(global, namespace.clone(), ui).await?;
+        let written =
+            backup::backup_with(session.client(), &namespace, &path, &options, ui).await?;
         let revision = written
             .manifest
             .revision
@@ -93,9 +93,8 @@ fn list(global: &Global, ui: &Ui) -> Result<()> {
     let dir = backup::local_dir()?;
     let local = backup::local_archives(&namespace)?;
     let volume = super::block_on(async {
-        let cluster =
-            cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref()).await?;
-        backup::volume_backups(&cluster.client, &namespace).await
+        let session = Session::for_reading(global, namespace.clone(), ui).await?;
+        backup::volume_backups(session.client(), &namespace).await
     })?;
     let text = match ui.output {
         Output::Json => {
@@ -136,10 +135,9 @@ fn pull_one(global: &Global, args: &PullArgs, ui: &Ui) -> Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(&args.name));
     super::block_on(async {
-        let cluster =
-            cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref()).await?;
+        let session = Session::for_reading(global, namespace.clone(), ui).await?;
         let bytes = backup::pull(
-            &cluster.client,
+            session.client(),
             &namespace,
             &args.name,
             &destination,

@@ -1,7 +1,7 @@
 //! `paperclipctl history`: every recorded revision of the release, oldest first.
 
+use super::session::Session;
 use crate::cli::{Global, Output};
-use crate::cluster;
 use crate::error::Result;
 use crate::release::{self, Record};
 use crate::status;
@@ -10,9 +10,8 @@ use crate::ui::Ui;
 pub fn run(global: &Global, ui: &Ui) -> Result<()> {
     let namespace = super::namespace(global)?;
     super::block_on(async {
-        let cluster =
-            cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref()).await?;
-        let records = release::history(&cluster.client, &namespace).await?;
+        let session = Session::for_reading(global, namespace.clone(), ui).await?;
+        let records = release::history(session.client(), &namespace).await?;
         if records.is_empty() {
             return Err(status::not_installed(&namespace));
         }

@@ -6,6 +6,7 @@ use std::io::Read;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use super::session::Session;
 use crate::cli::{Global, Output};
 use crate::error::{Error, Result};
 use crate::image::{self, Context, Credentials, Image, Platform, Registry, RegistryAuth};
@@ -63,7 +64,7 @@ pub fn run(global: &Global, args: &ImageArgs, ui: &Ui) -> Result<()> {
     super::block_on(async {
         match &args.command {
             ImageCommand::Build(build) => {
-                let target = target(global, build).await?;
+                let target = target(global, build, ui).await?;
                 let image = build_image(&image::connect()?, &target, ui).await?;
                 let document = json!({
                     "reference": image.reference,
@@ -79,7 +80,7 @@ pub fn run(global: &Global, args: &ImageArgs, ui: &Ui) -> Result<()> {
                 finish(ui, &document, &format!("{} ({verb})", image.reference))
             }
             ImageCommand::Push(push) => {
-                let target = target(global, &push.build).await?;
+                let target = target(global, &push.build, ui).await?;
                 let registry = registry(push, &target.repository)?;
                 let docker = image::connect()?;
                 let image = build_image(&docker, &target, ui).await?;
@@ -122,7 +123,7 @@ struct Target {
     needed: Vec<Platform>,
 }
 
-async fn target(global: &Global, args: &BuildArgs) -> Result<Target> {
+async fn target(global: &Global, args: &BuildArgs, ui: &Ui) -> Result<Target> {
     let profile = match (&args.repository, &args.platform) {
         (Some(_), Some(_)) => None,
         _ => Some(super::load_profile(global)?.profile),
@@ -147,10 +148,9 @@ async fn target(global: &Global, args: &BuildArgs) -> Result<Target> {
     let needed = match (&args.platform, &profile) {
         (Some(platform), _) => vec![platform.clone()],
         (None, Some(profile)) => {
-            let cluster =
-                crate::cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref())
-                    .await?;
-            image::placement_platforms(&cluster.client, &profile.app.placement.node_selector)
+            let namespace = profile.namespace.to_string();
+            let session = Session::for_reading(global, namespace, ui).await?;
+            image::placement_platforms(session.client(), &profile.app.placement.node_selector)
                 .await?
         }
         (None, None) => unreachable!("the profile is loaded when --platform is missing"),

@@ -1,6 +1,6 @@
 //! One module per verb, each thin: arguments → core → report. Verbs do not import each other;
-//! what several share is beside them: `session` (the connected cluster and progress of a command
-//! that changes a release), `checks` (what a deploying run makes sure of before its first
+//! what several share is beside them: `session` (the connected cluster and progress every
+//! command that talks to the cluster runs with), `checks` (what a deploying run makes sure of before its first
 //! write), `report` (health, changes, findings) and `preview` (the install plan).
 
 mod backup;

@@ -82,7 +82,7 @@ pub fn run(global: &Global, args: &RestoreArgs, ui: &Ui) -> Result<()> {
         ));
         confirm(global, ui, &place)?;
         let client = &cluster.client;
-        transaction::run(client, &namespace, async |_| {
+        transaction::run(client, &namespace, &|e| session.report(e), async |_| {
             if args.no_safety_backup {
                 ui.note("no safety backup (--no-safety-backup): what is there now is replaced");
             } else {
@@ -112,6 +112,7 @@ pub fn run(global: &Global, args: &RestoreArgs, ui: &Ui) -> Result<()> {
                 namespace: &namespace,
                 app: &app,
                 timeout: args.timeout,
+                progress: &|e| session.report(e),
             };
             backup::restore(&target, &manifest, dir.path(), ui).await
         })

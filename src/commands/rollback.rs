@@ -1,4 +1,5 @@
-//! `paperclipctl rollback [REVISION]`: deploy what an earlier revision applied, again.
+//! `paperclipctl rollback [REVISION]`: prepare going back to an earlier revision (`--dry-run`:
+//! print what was prepared), run it, report.
 
 use serde_json::json;
 
@@ -6,82 +7,51 @@ use super::report::{change_lines, change_list, health_json, health_lines};
 use super::session::Session;
 use crate::cli::{Global, Output, RollbackArgs};
 use crate::error::Result;
-use crate::install;
-use crate::release;
 use crate::rollback;
-use crate::status;
-use crate::transaction::{self, Action};
 use crate::ui::Ui;
-use crate::ui::progress::Event;
 
 pub fn run(global: &Global, args: &RollbackArgs, ui: &Ui) -> Result<()> {
     let namespace = super::namespace(global)?;
     super::block_on(async {
-        let session =
-            Session::connect(global, global.context.as_deref(), namespace.clone(), ui).await?;
-        let (client, progress) = (session.client(), &session.progress);
-        let history = release::history(client, &namespace).await?;
-        if history.is_empty() {
-            return Err(status::not_installed(&namespace));
-        }
-        let target = rollback::target(&history, args.revision)?;
-        release::verify(client, &namespace, target).await?;
-        let profile = target
-            .applied
-            .as_ref()
-            .expect("a rollback target carries its profile");
-        let prepared = rollback::prepare(client, profile).await?;
-        let (release, values) = &prepared;
+        let session = Session::connect(global, global.context.as_deref(), namespace, ui).await?;
+        let (client, namespace) = (session.client(), session.namespace.as_str());
+        let prepared = rollback::prepare(client, namespace, args.revision).await?;
+        let (target, profile) = (&prepared.target, prepared.profile());
         let heading = format!(
             "revision {} ({}, app image {})",
             target.revision, target.profile, profile.app.image
         );
         if args.dry_run {
-            let changes = install::changes(client, release, values).await?;
+            session.progress.finish();
             let text = match ui.output {
                 Output::Json => {
                     serde_json::to_string_pretty(&json!({
                         "dryRun": true,
                         "namespace": namespace,
                         "revision": target.revision,
+                        "upToDate": prepared.up_to_date,
                         "image": profile.app.image.as_str(),
-                        "changes": change_list(&changes),
+                        "changes": change_list(&prepared.changes),
                     }))? + "\n"
                 }
                 Output::Text | Output::Yaml => format!(
                     "Rollback of Paperclip in namespace {namespace} to {heading}; would apply:\n{}\
                      The database would stay as it is. Nothing was changed (--dry-run).\n",
-                    change_lines(&changes)
+                    change_lines(&prepared.changes)
                 ),
             };
             return Ok(ui.print(&text)?);
         }
-        if install::up_to_date(client, profile, release, values, history.last()).await? {
-            let summary = install::unchanged(client, release).await?;
-            ui.print(&format!(
-                "Paperclip in namespace {namespace} already runs what {heading} applied: nothing \
-                 changed.\n{}",
-                health_lines(&namespace, &summary)
-            ))?;
-            return Ok(());
-        }
-        progress.event(Event::Step(&format!("rolling back to {heading}")));
-        let action = Action::Rollback {
-            to: target.revision,
-        };
-        let deployed = transaction::run_release(client, release, async |tx| {
-            tx.deploy(profile, release, action, args.timeout, &|e| {
-                progress.event(e)
-            })
-            .await?
-            .into_result()
+        let summary = rollback::run(client, &prepared, args.timeout, &|event| {
+            session.report(event)
         })
         .await;
-        progress.finish();
-        let summary = deployed?;
+        session.progress.finish();
+        let summary = summary?;
         let text = match ui.output {
             Output::Json => {
                 serde_json::to_string_pretty(&json!({
+                    "upToDate": summary.up_to_date(),
                     "revision": summary.revision,
                     "rolledBackTo": target.revision,
                     "image": profile.app.image.as_str(),
@@ -89,12 +59,17 @@ pub fn run(global: &Global, args: &RollbackArgs, ui: &Ui) -> Result<()> {
                     "health": health_json(&summary.health),
                 }))? + "\n"
             }
+            Output::Text | Output::Yaml if summary.up_to_date() => format!(
+                "Paperclip in namespace {namespace} already runs what {heading} applied: nothing \
+                 changed.\n{}",
+                health_lines(namespace, &summary)
+            ),
             Output::Text | Output::Yaml => format!(
                 "Paperclip in namespace {namespace} is back at {heading}, as revision {}.\n{}\
                  The database was not changed; `paperclipctl backup list` shows the backups \
                  taken before upgrades.\n",
                 summary.revision.unwrap_or_default(),
-                health_lines(&namespace, &summary)
+                health_lines(namespace, &summary)
             ),
         };
         ui.print(&text)?;

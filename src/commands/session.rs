@@ -1,6 +1,7 @@
-//! The session a command that changes a release runs in, built once per command: the connected
-//! cluster, the release's namespace, and the progress display the core's events flow to (the
-//! core never prints; the command renders what it hears and prints the result through `ui`).
+//! The session every command that talks to the cluster runs in, built once per command: the
+//! connected cluster, the release's namespace, and the progress display the core's events flow
+//! to (the core never prints; the command renders what it hears and prints the result through
+//! `ui`). A session takes no lock: only a release transaction does, so reads need nothing else.
 
 use crate::cli::Global;
 use crate::cluster::{self, Cluster};
@@ -31,6 +32,23 @@ impl<'u> Session<'u> {
             cluster,
             namespace,
             progress,
+            ui,
+        })
+    }
+
+    /// Connects as [`Session::connect`] does with `--context`, without saying so: for commands
+    /// that only read (or only copy out), whose output is their answer.
+    pub async fn for_reading(
+        global: &Global,
+        namespace: String,
+        ui: &'u Ui,
+    ) -> Result<Session<'u>> {
+        let cluster =
+            cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref()).await?;
+        Ok(Session {
+            cluster,
+            namespace,
+            progress: Progress::new(ui),
             ui,
         })
     }

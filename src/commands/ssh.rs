@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use super::session::Session;
 use crate::cli::{Global, SshArgs};
-use crate::cluster;
 use crate::error::{Error, Result};
 use crate::ssh::{self, HOST_ALIAS, Route, USER};
 use crate::ui::Ui;
@@ -22,8 +22,8 @@ pub fn run(global: &Global, args: &SshArgs, ui: &Ui) -> Result<()> {
     let route = Route::of(&shell);
     if args.stdio {
         return super::block_on(async {
-            let cluster = connect(global).await?;
-            ssh::stdio(&cluster.client, &namespace).await
+            let session = Session::for_reading(global, namespace, ui).await?;
+            ssh::stdio(session.client(), &session.namespace).await
         });
     }
     if args.print_config || args.write_config {
@@ -51,15 +51,15 @@ pub fn run(global: &Global, args: &SshArgs, ui: &Ui) -> Result<()> {
                 .exec();
             Err(ssh_missing(error))
         }
-        Route::PortForward => forwarded(global, &namespace, &args.ssh_args),
+        Route::PortForward => forwarded(global, namespace, &args.ssh_args, ui),
     }
 }
 
 /// Runs ssh against a local listener that forwards to the pod, and ends with ssh's exit status.
-fn forwarded(global: &Global, namespace: &str, extra: &[String]) -> Result<()> {
+fn forwarded(global: &Global, namespace: String, extra: &[String], ui: &Ui) -> Result<()> {
     let code = super::block_on(async {
-        let cluster = connect(global).await?;
-        let (port, listener) = ssh::listen(&cluster.client, namespace).await?;
+        let session = Session::for_reading(global, namespace, ui).await?;
+        let (port, listener) = ssh::listen(session.client(), &session.namespace).await?;
         // The host key is the sidecar's, whatever local port this run got: name it by alias.
         let status = tokio::process::Command::new("ssh")
             .arg("-p")
@@ -79,10 +79,6 @@ fn forwarded(global: &Global, namespace: &str, extra: &[String]) -> Result<()> {
         std::process::exit(code);
     }
     Ok(())
-}
-
-async fn connect(global: &Global) -> Result<cluster::Cluster> {
-    cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref()).await
 }
 
 fn ssh_missing(error: std::io::Error) -> Error {

@@ -1,7 +1,7 @@
 //! `paperclipctl status`: the state of the installed release; exits non-zero when unhealthy.
 
+use super::session::Session;
 use crate::cli::{Global, Output};
-use crate::cluster;
 use crate::error::Result;
 use crate::status;
 use crate::ui::Ui;
@@ -9,9 +9,8 @@ use crate::ui::Ui;
 pub fn run(global: &Global, ui: &Ui) -> Result<()> {
     let namespace = super::namespace(global)?;
     super::block_on(async {
-        let cluster =
-            cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref()).await?;
-        let report = status::read(&cluster.client, &namespace).await?;
+        let session = Session::for_reading(global, namespace, ui).await?;
+        let report = status::read(session.client(), &session.namespace).await?;
         let text = match ui.output {
             Output::Json => serde_json::to_string_pretty(&report)? + "\n",
             Output::Text | Output::Yaml => report.to_text(),

@@ -56,7 +56,7 @@ pub fn run(global: &Global, args: &UninstallArgs, ui: &Ui) -> Result<()> {
             return ui.print("nothing was deleted\n").map_err(Error::Output);
         }
         let order: Vec<&Found> = found.to_delete(args.purge).collect();
-        transaction::run(client, &namespace, async |_| {
+        transaction::run(client, &namespace, &|e| progress.event(e), async |_| {
             progress.event(Event::Step("deleting in reverse wave order"));
             uninstall::delete(client, &order, args.timeout, &|e| progress.event(e)).await
         })

@@ -1,22 +1,19 @@
-//! `paperclipctl upgrade`: check the target, back up, apply, and roll back by itself on failure.
+//! `paperclipctl upgrade`: check the target, prepare the upgrade (`--dry-run`: print what was
+//! prepared), run it, report.
 
 use serde_json::json;
 
 use super::checks::{self, check};
 use super::report::{change_lines, change_list, health_json, health_lines};
 use super::session::Session;
-use crate::backup;
 use crate::cli::{Global, Output, UpgradeArgs};
-use crate::cluster::apply::Change;
 use crate::error::{Error, Result};
-use crate::image;
-use crate::install::{self, Generated, Summary};
-use crate::profile::types::ImageRef;
+use crate::install::Summary;
 use crate::release;
 use crate::render;
 use crate::ui::Ui;
 use crate::ui::progress::Event;
-use crate::upgrade::{self, Outcome, Upgrade};
+use crate::upgrade::{self, BackupTo, Prepared, Request};
 
 pub fn run(global: &Global, args: &UpgradeArgs, ui: &Ui) -> Result<()> {
     let mut loaded = super::load_profile(global)?;
@@ -33,158 +30,125 @@ pub fn run(global: &Global, args: &UpgradeArgs, ui: &Ui) -> Result<()> {
     let namespace = loaded.profile.namespace.to_string();
     super::block_on(async {
         let session = Session::connect(global, global.context.as_deref(), namespace, ui).await?;
-        let (client, namespace, progress) =
-            (session.client(), &session.namespace, &session.progress);
+        let (client, namespace) = (session.client(), &session.namespace);
         let history = release::history(client, namespace).await?;
         // Checked before preflight: there must be a deployed revision to come back to.
-        let previous = upgrade::rollback_point(&history, namespace)?;
+        upgrade::rollback_point(&history, namespace)?;
         let checked = check(&session, &loaded, &args.ignore_preflight).await?;
-        let auth = checked.auth;
-        let mut profile = checked.loaded.profile;
-        let running = previous.applied.as_ref().map(|p| &p.app.image);
-        match running.filter(|running| args.to.is_none() && same_image(running, &profile.app.image))
-        {
-            // An unchanged profile keeps the image as it runs, so upgrading it changes nothing.
-            Some(running) => profile.app.image = running.clone(),
-            // A new image, or any --to (which asks for what the tag names now), is pinned;
-            // after preflight, which explains a missing tag or a platform gap better.
-            None => {
-                let pinned = image::pin(&profile.app.image, &auth, "app.image").await?;
-                progress.event(Event::Note(&format!(
-                    "app image {} pinned to {}",
-                    profile.app.image, pinned.digest
-                )));
-                profile.app.image = pinned.reference;
-            }
-        }
-        let release = render::render(&profile);
-
-        let backup = match (&args.backup_file, args.no_backup) {
-            (_, true) => None,
-            (Some(path), false) => Some(path.clone()),
-            (None, false) => Some(backup::new_archive_path(namespace, Some("pre-upgrade"))?),
+        let request = Request {
+            profile: checked.loaded.profile,
+            image_named: args.to.is_some(),
+            backup: match (&args.backup_file, args.no_backup) {
+                (_, true) => BackupTo::Nowhere,
+                (Some(path), false) => BackupTo::File(path.clone()),
+                (None, false) => BackupTo::BackupsDir,
+            },
         };
+        let report = |event: Event<'_>| session.report(event);
+        let prepared = upgrade::prepare(client, &history, request, &checked.auth, &report).await?;
+        for warning in &prepared.warnings {
+            ui.note(&format!("{}: {warning}", ui.warning("warning")));
+        }
         if args.dry_run {
-            let values =
-                install::values(client, &profile, &release, Generated::Placeholder).await?;
-            let changes = install::changes(client, &release, &values).await?;
-            progress.finish();
+            session.progress.finish();
             let text = match ui.output {
                 Output::Json => {
-                    serde_json::to_string_pretty(&json!({
-                        "dryRun": true,
-                        "namespace": namespace,
-                        "image": profile.app.image.as_str(),
-                        "rollbackTo": previous.revision,
-                        "backup": backup,
-                        "changes": change_list(&changes),
-                    }))? + "\n"
+                    serde_json::to_string_pretty(&dry_run_json(namespace, &prepared))? + "\n"
                 }
-                Output::Text | Output::Yaml => {
-                    dry_run_text(namespace, previous, &profile, &changes, &backup, args)
-                }
+                Output::Text | Output::Yaml => dry_run_text(namespace, &prepared, args),
             };
             return Ok(ui.print(&text)?);
         }
-
-        let outcome = upgrade::run(
+        let summary = upgrade::run(
             client,
-            &Upgrade {
-                profile: &profile,
-                release: &release,
-                history: &history,
-                timeout: args.timeout,
-                backup,
-                diagnostics_dir: &args.diagnostics_dir,
-            },
+            &prepared,
+            args.timeout,
+            &args.diagnostics_dir,
             ui,
-            &|event| progress.event(event),
+            &report,
         )
         .await;
-        progress.finish();
-        let text = match (&outcome?, ui.output) {
-            (Outcome::UpToDate(summary), Output::Json) => {
-                serde_json::to_string_pretty(&result_json(summary, &profile, None))? + "\n"
-            }
-            (Outcome::Upgraded { summary, backup }, Output::Json) => {
-                serde_json::to_string_pretty(&result_json(summary, &profile, backup.as_ref()))?
-                    + "\n"
-            }
-            (Outcome::UpToDate(summary), _) => format!(
-                "Paperclip in namespace {namespace} already runs {}: nothing changed.\n{}",
-                profile.app.image,
-                health_lines(namespace, summary)
-            ),
-            (Outcome::Upgraded { summary, backup }, _) => {
-                let mut out = format!(
-                    "Paperclip in namespace {namespace} is upgraded to {} (revision {}).\n",
-                    profile.app.image,
-                    summary.revision.unwrap_or_default()
-                );
-                if let Some(path) = backup {
-                    out.push_str(&format!("Backup taken before: {}\n", path.display()));
-                }
-                out.push_str(&health_lines(namespace, summary));
-                if args.to.is_some() {
-                    out.push_str(
-                        "Set app.image in the profile to this image to keep it: `install` \
-                         applies the profile's own image.\n",
-                    );
-                }
-                out
-            }
+        session.progress.finish();
+        let summary = summary?;
+        let text = match ui.output {
+            Output::Json => serde_json::to_string_pretty(&result_json(&summary, &prepared))? + "\n",
+            Output::Text | Output::Yaml => done(namespace, &summary, &prepared, args),
         };
         ui.print(&text)?;
         Ok(())
     })
 }
 
-/// Whether `running` is `wanted`, or `wanted` pinned to a digest.
-fn same_image(running: &ImageRef, wanted: &ImageRef) -> bool {
-    running == wanted
-        || running
-            .as_str()
-            .strip_prefix(wanted.as_str())
-            .is_some_and(|rest| rest.starts_with('@'))
-}
-
-fn result_json(
-    summary: &Summary,
-    profile: &crate::profile::Profile,
-    backup: Option<&std::path::PathBuf>,
-) -> serde_json::Value {
+fn result_json(summary: &Summary, prepared: &Prepared) -> serde_json::Value {
     json!({
         "upToDate": summary.up_to_date(),
         "revision": summary.revision,
-        "image": profile.app.image.as_str(),
-        "backup": backup,
+        "image": prepared.profile.app.image.as_str(),
+        "backup": prepared.backup,
         "changes": change_list(&summary.changes),
         "health": health_json(&summary.health),
     })
 }
 
-fn dry_run_text(
-    namespace: &str,
-    previous: &release::Record,
-    profile: &crate::profile::Profile,
-    changes: &[(String, Change)],
-    backup: &Option<std::path::PathBuf>,
-    args: &UpgradeArgs,
-) -> String {
+fn done(namespace: &str, summary: &Summary, prepared: &Prepared, args: &UpgradeArgs) -> String {
+    let image = &prepared.profile.app.image;
+    if summary.up_to_date() {
+        return format!(
+            "Paperclip in namespace {namespace} already runs {image}: nothing changed.\n{}",
+            health_lines(namespace, summary)
+        );
+    }
+    let mut out = format!(
+        "Paperclip in namespace {namespace} is upgraded to {image} (revision {}).\n",
+        summary.revision.unwrap_or_default()
+    );
+    if let Some(path) = &prepared.backup {
+        out.push_str(&format!("Backup taken before: {}\n", path.display()));
+    }
+    out.push_str(&health_lines(namespace, summary));
+    if args.to.is_some() {
+        out.push_str(
+            "Set app.image in the profile to this image to keep it: `install` applies the \
+             profile's own image.\n",
+        );
+    }
+    out
+}
+
+fn dry_run_json(namespace: &str, prepared: &Prepared) -> serde_json::Value {
+    json!({
+        "dryRun": true,
+        "namespace": namespace,
+        "upToDate": prepared.up_to_date,
+        "image": prepared.profile.app.image.as_str(),
+        "rollbackTo": prepared.previous.revision,
+        "backup": prepared.backup,
+        "changes": change_list(&prepared.changes),
+    })
+}
+
+fn dry_run_text(namespace: &str, prepared: &Prepared, args: &UpgradeArgs) -> String {
+    let image = &prepared.profile.app.image;
+    if prepared.up_to_date {
+        return format!(
+            "Paperclip in namespace {namespace} already runs {image}: an upgrade would change \
+             nothing.\nNothing was changed (--dry-run).\n"
+        );
+    }
+    let previous = &prepared.previous;
     let from = previous
         .applied
         .as_ref()
         .map_or("(not recorded)".to_string(), |p| p.app.image.to_string());
     let mut out = format!(
-        "Upgrade of Paperclip in namespace {namespace}:\n  app image {from}\n         → {}\n",
-        profile.app.image
+        "Upgrade of Paperclip in namespace {namespace}:\n  app image {from}\n         → {image}\n"
     );
-    out.push_str(&match backup {
+    out.push_str(&match &prepared.backup {
         Some(path) => format!("1. back up to {}\n", path.display()),
         None => "1. no backup (--no-backup)\n".to_string(),
     });
     out.push_str("2. apply (server-side dry run says):\n");
-    out.push_str(&change_lines(changes));
+    out.push_str(&change_lines(&prepared.changes));
     let back = format!("deploy revision {} again", previous.revision);
     out.push_str(&format!(
         "3. wait until ready (timeout {}s per wave); if it is not, write diagnostics to {} and \

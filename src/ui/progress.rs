@@ -20,6 +20,9 @@ pub enum Event<'a> {
     Step(&'a str),
     /// A line of information (`connected to …`, what happened to a secret).
     Note(&'a str),
+    /// Something the user should act on or know of, although the run goes on (a lock lost, a
+    /// record kept without its digest).
+    Warning(&'a str),
     /// An object was applied: `change` is what applying it did (`created`, `configured (…)`).
     Applied { object: &'a str, change: &'a str },
     /// Waiting starts for these objects.
@@ -35,6 +38,7 @@ impl Event<'_> {
     pub fn log_line(&self) -> Option<String> {
         match self {
             Event::Step(text) | Event::Note(text) => Some(text.to_string()),
+            Event::Warning(text) => Some(format!("warning: {text}")),
             Event::Applied { object, change } => Some(format!("{object} {change}")),
             Event::Waiting(objects) => Some(format!("waiting for {}", objects.join(", "))),
             Event::NotReady { .. } => None,
@@ -51,7 +55,7 @@ pub struct Progress {
 enum Mode {
     Quiet,
     Log,
-    Live(Mutex<Live>),
+    Live(Box<Mutex<Live>>),
 }
 
 /// The spinners on screen. Finished lines are printed above them with `println`, so they stay
@@ -61,6 +65,7 @@ struct Live {
     ok: String,
     failed: String,
     bullet: String,
+    warning: String,
     step: Option<StepBar>,
 }
 
@@ -84,13 +89,14 @@ impl Progress {
         let mode = if ui.quiet {
             Mode::Quiet
         } else if ui.live_progress() {
-            Mode::Live(Mutex::new(Live {
+            Mode::Live(Box::new(Mutex::new(Live {
                 multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
                 ok: ui.added("✓"),
                 failed: ui.error("✗"),
                 bullet: ui.dim("•"),
+                warning: ui.warning("warning:"),
                 step: None,
-            }))
+            })))
         } else {
             Mode::Log
         };
@@ -153,6 +159,7 @@ impl Live {
                 });
             }
             Event::Note(text) => self.println(format!("{} {text}", self.bullet)),
+            Event::Warning(text) => self.println(format!("{} {text}", self.warning)),
             Event::Applied { object, change } => match &mut self.step {
                 Some(step) => {
                     step.bar

@@ -94,6 +94,27 @@ pub(crate) async fn install(setup: &Setup, extra: &[&str], env: &[(&str, &str)])
     with_profile(setup, "install", extra, env).await
 }
 
+impl Setup {
+    /// What the release changes of the frank profile, as `PATH=VALUE`: its store in the
+    /// Infisical double and its project, its addresses, and where and what it runs.
+    pub(crate) fn changes(&self) -> Vec<String> {
+        let h = Harness::shared();
+        let mut changes = vec![
+            "secrets.store.kind=SecretStore".to_string(),
+            "secrets.store.name=paperclip-infisical".to_string(),
+            format!("secrets.store.hostApi={}", h.var("INFISICAL_API_URL")),
+            format!("secrets.store.projectSlug={}", self.project.slug),
+            "secrets.store.environmentSlug=prod".to_string(),
+            "secrets.store.secretsPath=/paperclip".to_string(),
+            "secrets.store.credentials.namespace=null".to_string(),
+            format!("app.service.loadBalancerIp={}", self.app_ip),
+            format!("shell.service.loadBalancerIp={}", self.shell_ip),
+        ];
+        changes.extend(self.placement.iter().cloned());
+        changes
+    }
+}
+
 /// Runs the paperclipctl command `verb` with the frank profile set up as `install` sets it.
 pub(crate) async fn with_profile(
     setup: &Setup,
@@ -101,26 +122,10 @@ pub(crate) async fn with_profile(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> Output {
-    let h = Harness::shared();
-    let sets = [
-        "secrets.store.kind=SecretStore".to_string(),
-        "secrets.store.name=paperclip-infisical".to_string(),
-        format!("secrets.store.hostApi={}", h.var("INFISICAL_API_URL")),
-        format!("secrets.store.projectSlug={}", setup.project.slug),
-        "secrets.store.environmentSlug=prod".to_string(),
-        "secrets.store.secretsPath=/paperclip".to_string(),
-        "secrets.store.credentials.namespace=null".to_string(),
-        format!("app.service.loadBalancerIp={}", setup.app_ip),
-        format!("shell.service.loadBalancerIp={}", setup.shell_ip),
-    ];
     let mut command = operator_command();
     command
         .args([verb, "--profile", "frank", "--namespace", &setup.namespace])
-        .args(
-            sets.iter()
-                .chain(&setup.placement)
-                .flat_map(|s| ["--set", s.as_str()]),
-        )
+        .args(setup.changes().iter().flat_map(|s| ["--set", s.as_str()]))
         .args(extra)
         .env_remove("PAPERCLIP_LITELLM_KEY")
         .envs(env.iter().copied());
@@ -174,22 +179,6 @@ pub(crate) struct Installed {
     pub setup: Setup,
     pub app: KwokApp,
     pub run: Output,
-}
-
-/// Runs `paperclipctl VERB` on a KWOK release as an operator would, its backups in the
-/// fixture's directory.
-pub(crate) async fn run_on(release: &Installed, verb: &str, extra: &[&str]) -> Output {
-    let backups = release.app.home.path().join("backups");
-    with_profile(
-        &release.setup,
-        verb,
-        extra,
-        &[
-            ("PAPERCLIPCTL_BACKUP_DIR", backups.to_str().unwrap()),
-            ("PAPERCLIP_LITELLM_KEY", LLM_KEY),
-        ],
-    )
-    .await
 }
 
 pub(crate) async fn installed(prefix: &str) -> Installed {

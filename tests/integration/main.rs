@@ -26,3 +26,4 @@ mod transaction;
 mod uninstall;
 mod upgrade;
 mod upstream_dumps;
+mod user;

@@ -3,13 +3,15 @@
 //! digests, times, sizes, paths) is redacted.
 
 use crate::harness::registry::fixture_images;
-use crate::install::{Installed, installed_with_instance, run_on as run, text};
+use crate::install::text;
+use crate::user::{Release, User};
 
 /// Settings that redact what differs between runs of the same test.
-fn redactions(release: &Installed) -> insta::Settings {
+fn redactions(release: &Release) -> insta::Settings {
+    let setup = &release.installed.setup;
     let mut settings = insta::Settings::clone_current();
-    settings.add_filter(&regex_escape(&release.setup.project.slug), "[project]");
-    settings.add_filter(&regex_escape(&release.setup.namespace), "[namespace]");
+    settings.add_filter(&regex_escape(&setup.project.slug), "[project]");
+    settings.add_filter(&regex_escape(&setup.namespace), "[namespace]");
     // Whether the host's disk is nearly full, and how much memory other tests' pods left free.
     settings.add_filter(r"(?m)^warning: the volume at .* full.*\n", "");
     settings.add_filter(r"\(\d+(\.\d+)?Gi free\)", "([size] free)");
@@ -45,18 +47,12 @@ fn regex_escape(text: &str) -> String {
 
 #[tokio::test]
 async fn status_history_and_every_dry_run_read_as_before() {
-    let release = installed_with_instance("snapshots").await;
+    let release = Release::with_instance("snapshots").await;
     // The install waits for the required ExternalSecrets only; status shows the optional ones'
     // conditions, so the controller must have judged each of them first.
     let judged = crate::harness::Harness::shared()
         .kubectl()
-        .args([
-            "wait",
-            "externalsecret",
-            "--all",
-            "-n",
-            &release.setup.namespace,
-        ])
+        .args(["wait", "externalsecret", "--all", "-n", release.namespace()])
         .args([
             "--for=jsonpath={.status.conditions[0].type}=Ready",
             "--timeout=120s",
@@ -69,22 +65,29 @@ async fn status_history_and_every_dry_run_read_as_before() {
     // Tables pad their columns to the widest value, which redaction changed.
     let mut tables = settings.clone();
     tables.add_filter(r"(\S)  +", "$1  ");
-    let views: [(&str, &str, Vec<&str>); 6] = [
-        ("status", "status", vec![]),
-        ("history", "history", vec![]),
-        ("install-dry-run", "install", vec!["--dry-run"]),
+    let upgrade =
+        format!("paperclipctl upgrade -p ./profile.yaml --to {target} --no-backup --dry-run");
+    let views = [
+        ("status", "paperclipctl status -p ./profile.yaml"),
+        ("history", "paperclipctl history -p ./profile.yaml"),
         (
-            "upgrade-dry-run",
-            "upgrade",
-            vec!["--to", &target, "--no-backup", "--dry-run"],
+            "install-dry-run",
+            "paperclipctl install -p ./profile.yaml --dry-run",
         ),
-        ("rollback-dry-run", "rollback", vec!["1", "--dry-run"]),
-        ("uninstall-dry-run", "uninstall", vec!["--dry-run"]),
+        ("upgrade-dry-run", &upgrade),
+        (
+            "rollback-dry-run",
+            "paperclipctl rollback -p ./profile.yaml 1 --dry-run",
+        ),
+        (
+            "uninstall-dry-run",
+            "paperclipctl uninstall -p ./profile.yaml --dry-run",
+        ),
     ];
-    for (name, verb, extra) in views {
-        let out = run(&release, verb, &extra).await;
-        assert!(out.status.success(), "{verb}: {}", text(&out.stderr));
-        let settings = if verb == "history" {
+    for (name, line) in views {
+        let out = release.run(line).await;
+        assert!(out.status.success(), "{line}: {}", text(&out.stderr));
+        let settings = if name == "history" {
             &tables
         } else {
             &settings
@@ -92,16 +95,26 @@ async fn status_history_and_every_dry_run_read_as_before() {
         settings.bind(|| insta::assert_snapshot!(name, text(&out.stdout)));
     }
     // A restore's dry run, of an archive of this very release.
-    let archive = release.app.home.path().join("snapshot.tar.zst");
+    let archive = release.installed.app.home.path().join("snapshot.tar.zst");
     let archive = archive.to_str().unwrap();
-    let backed_up = run(&release, "backup", &["--file", archive]).await;
+    let backed_up = release
+        .run(&format!(
+            "paperclipctl backup -p ./profile.yaml --file {archive}"
+        ))
+        .await;
     assert!(backed_up.status.success(), "{}", text(&backed_up.stderr));
-    let out = run(&release, "restore", &[archive, "--dry-run"]).await;
+    let out = release
+        .run(&format!(
+            "paperclipctl restore -p ./profile.yaml {archive} --dry-run"
+        ))
+        .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     settings.bind(|| insta::assert_snapshot!("restore-dry-run", text(&out.stdout)));
 
     // Preflight's table, as `install --dry-run` prints it on stderr before the plan.
-    let out = run(&release, "install", &["--dry-run"]).await;
+    let out = release
+        .run("paperclipctl install -p ./profile.yaml --dry-run")
+        .await;
     let stderr = text(&out.stderr);
     let table: String = stderr
         .lines()
@@ -113,27 +126,20 @@ async fn status_history_and_every_dry_run_read_as_before() {
     tables.bind(|| insta::assert_snapshot!("preflight", table));
 }
 
-#[test]
-fn the_plan_reads_as_before() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_paperclipctl"))
-        .args(["plan", "--profile", "frank"])
-        .env_remove("PAPERCLIPCTL_PROFILE")
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
+#[tokio::test]
+async fn the_plan_reads_as_before() {
+    let user = User::frank(&[]);
+    let output = user.run("paperclipctl plan --profile frank").await;
     assert!(output.status.success(), "{}", text(&output.stderr));
     insta::assert_snapshot!("plan-frank", text(&output.stdout));
 }
 
-#[test]
-fn an_uninstall_dry_run_without_a_cluster_previews_what_the_profile_renders() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_paperclipctl"))
-        .args(["uninstall", "--profile", "frank", "--dry-run"])
-        .env_remove("PAPERCLIPCTL_PROFILE")
-        .env("KUBECONFIG", "/nonexistent/kubeconfig")
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
+#[tokio::test]
+async fn an_uninstall_dry_run_without_a_cluster_previews_what_the_profile_renders() {
+    let user = User::frank(&[]).env("KUBECONFIG", "/nonexistent/kubeconfig");
+    let output = user
+        .run("paperclipctl uninstall --profile frank --dry-run")
+        .await;
     let stderr = text(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(

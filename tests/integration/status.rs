@@ -10,13 +10,13 @@ use std::process::Output;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::Value;
 
 use crate::harness::Harness;
 use crate::harness::apps::{Health, VERSION};
-use crate::harness::real::RealNode;
+use crate::harness::real::{RealNode, app_pod};
 use crate::install::{LLM_KEY, RealRelease, install, installed_real, setup, text};
 
 /// Runs `paperclipctl <verb> --namespace <namespace>` with `extra` against the harness.
@@ -53,16 +53,7 @@ async fn fill_app_volume(namespace: &str, home: &std::path::Path, stubs: &std::p
     .unwrap();
 
     let client = Harness::shared().client().await;
-    let pods = Api::<Pod>::namespaced(client.clone(), namespace);
-    let app = pods
-        .list(&ListParams::default().labels("app.kubernetes.io/component=app"))
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .find(|p| p.metadata.deletion_timestamp.is_none())
-        .and_then(|p| p.metadata.name)
-        .unwrap();
+    let app = app_pod(namespace).await.metadata.name.unwrap();
     let gvk = GroupVersionKind::gvk("kwok.x-k8s.io", "v1alpha1", "Exec");
     let execs = Api::<DynamicObject>::namespaced_with(
         client,

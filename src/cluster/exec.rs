@@ -1,5 +1,9 @@
-//! Commands in the release's containers, with their output streamed and their input fed from a
-//! file, so a database of any size passes through without being held in memory.
+//! Commands in the release's containers: the one way paperclipctl runs anything in a pod.
+//!
+//! Output is streamed and input fed from a file, so a database of any size passes through
+//! without being held in memory; the small answers (onboarding's outcome, a volume's usage, the
+//! running version) go through the same code, so every exec names its pod and container the
+//! same way when the API server refuses it.
 
 use std::path::Path;
 
@@ -30,12 +34,24 @@ pub enum Input<'a> {
     },
 }
 
+/// How a command ended, for callers that read its exit themselves ([`Container::capture`]).
+pub struct Exit {
+    /// It exited zero and took all of its input.
+    pub succeeded: bool,
+    /// The API server's word for the outcome (`Success`, `Failure`), empty when it sent none.
+    pub status: String,
+    /// Why it failed, as the API server put it (`command terminated with non-zero exit code…`).
+    pub reason: String,
+    /// What it wrote on stderr.
+    pub stderr: String,
+}
+
 /// One container to run commands in.
 pub struct Container<'a> {
     pub pods: &'a Api<Pod>,
     pub namespace: &'a str,
     pub pod: String,
-    pub name: &'static str,
+    pub name: &'a str,
 }
 
 impl Container<'_> {
@@ -68,6 +84,54 @@ impl Container<'_> {
         sink: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
         report: &(dyn Fn(&str) -> String + Sync),
     ) -> Result<()> {
+        let exit = self.exec(script, args, input, progress, sink).await?;
+        if !exit.succeeded {
+            return Err(Error::not_healthy(
+                format!(
+                    "{what} failed in pod {} ({}): {}",
+                    self.pod,
+                    exit.reason,
+                    report(&exit.stderr)
+                ),
+                format!(
+                    "look at the container: kubectl exec -n {} {} -c {} -- sh",
+                    self.namespace, self.pod, self.name
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs `sh -c script` and returns its whole stdout and how it ended, whatever that was: for
+    /// scripts whose output says more than their exit code (small answers only).
+    pub async fn capture(&self, script: &str) -> Result<(String, Exit)> {
+        let mut out = Vec::new();
+        let exit = self
+            .exec(
+                script,
+                &[],
+                Input::Nothing,
+                &ProgressBar::hidden(),
+                &mut |chunk| {
+                    out.extend_from_slice(chunk);
+                    Ok(())
+                },
+            )
+            .await?;
+        Ok((String::from_utf8_lossy(&out).into_owned(), exit))
+    }
+
+    /// Runs `sh -c script` with `args` as `$1…`, feeding it `input` and handing each chunk of
+    /// stdout to `sink`. Fails only when the exec cannot start or stdout cannot be taken; how the
+    /// command itself ended is in the [`Exit`].
+    async fn exec(
+        &self,
+        script: &str,
+        args: &[&str],
+        input: Input<'_>,
+        progress: &ProgressBar,
+        sink: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
+    ) -> Result<Exit> {
         let mut command = vec!["sh", "-c", script, "sh"];
         command.extend_from_slice(args);
         let params = AttachParams::default()
@@ -130,31 +194,23 @@ impl Container<'_> {
             }
             text
         };
-        let (fed, read, errors) = tokio::join!(feed, read, errors);
+        let (fed, read, stderr) = tokio::join!(feed, read, errors);
         let status = match status {
             Some(status) => status.await,
             None => None,
         };
         process.join().await.ok();
         read.map_err(Error::Output)?;
-        let failed = status
+        let exited_zero = status
             .as_ref()
-            .is_some_and(|s| s.status.as_deref() != Some("Success"));
-        if failed || fed.is_err() {
-            let reason = status.and_then(|s| s.message).unwrap_or_default();
-            return Err(Error::not_healthy(
-                format!(
-                    "{what} failed in pod {} ({reason}): {}",
-                    self.pod,
-                    report(&errors)
-                ),
-                format!(
-                    "look at the container: kubectl exec -n {} {} -c {} -- sh",
-                    self.namespace, self.pod, self.name
-                ),
-            ));
-        }
-        Ok(())
+            .is_none_or(|s| s.status.as_deref() == Some("Success"));
+        let status = status.unwrap_or_default();
+        Ok(Exit {
+            succeeded: exited_zero && fed.is_ok(),
+            status: status.status.unwrap_or_default(),
+            reason: status.message.unwrap_or_default(),
+            stderr,
+        })
     }
 
     /// Runs `script` and returns its whole stdout (for small answers only).
