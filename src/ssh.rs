@@ -168,10 +168,12 @@ pub async fn stdio(client: &kube::Client, namespace: &str) -> Result<()> {
 }
 
 /// Listens on 127.0.0.1 at a free port and forwards every connection to the sidecar's sshd,
-/// until the returned task is aborted. Returns the port.
+/// until the returned task is aborted. Returns the port. A connection that cannot be forwarded
+/// is handed to `failed`: the caller decides how to show it, since ssh owns the terminal.
 pub async fn listen(
     client: &kube::Client,
     namespace: &str,
+    failed: impl Fn(Error) + Clone + Send + 'static,
 ) -> Result<(u16, tokio::task::JoinHandle<()>)> {
     let (pods, pod) = shell_pod(client, namespace).await?;
     let listener = TcpListener::bind(("127.0.0.1", 0))
@@ -182,12 +184,13 @@ pub async fn listen(
     let task = tokio::spawn(async move {
         while let Ok((mut local, _)) = listener.accept().await {
             let (pods, pod, namespace) = (pods.clone(), pod.clone(), namespace.clone());
+            let failed = failed.clone();
             tokio::spawn(async move {
                 match forward(&pods, &pod, &namespace).await {
                     Ok(mut remote) => {
                         let _ = tokio::io::copy_bidirectional(&mut local, &mut remote).await;
                     }
-                    Err(e) => eprintln!("{e}"),
+                    Err(e) => failed(e),
                 }
             });
         }

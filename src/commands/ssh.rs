@@ -59,7 +59,9 @@ pub fn run(global: &Global, args: &SshArgs, ui: &Ui) -> Result<()> {
 fn forwarded(global: &Global, namespace: String, extra: &[String], ui: &Ui) -> Result<()> {
     let code = super::block_on(async {
         let session = Session::for_reading(global, namespace, ui).await?;
-        let (port, listener) = ssh::listen(session.client(), &session.namespace).await?;
+        // ssh owns the terminal from here: a connection that failed is one line on stderr.
+        let failed = |error: Error| eprintln!("paperclipctl: {error}");
+        let (port, listener) = ssh::listen(session.client(), &session.namespace, failed).await?;
         // The host key is the sidecar's, whatever local port this run got: name it by alias.
         let status = tokio::process::Command::new("ssh")
             .arg("-p")
