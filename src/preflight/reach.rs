@@ -78,7 +78,8 @@ impl Run<'_> {
     pub(super) async fn cluster_issuer(&self, issuer: &str) -> Outcome {
         let served = match self.client.list_api_group_resources(CERT_MANAGER).await {
             Ok(list) => list.resources.iter().any(|r| r.kind == "ClusterIssuer"),
-            Err(kube::Error::Api(status)) if status.is_not_found() => false,
+            // An API group nobody serves answers a bare 404, not a NotFound Status.
+            Err(kube::Error::Api(status)) if status.code == 404 => false,
             Err(e) => return api_problem("get", &format!("/apis/{CERT_MANAGER}"), &e).into(),
         };
         if !served {
