@@ -3,10 +3,13 @@
 //! private mode refuses any Host it was not told about), with the app's root filesystem
 //! read-only as rendered by default.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, LogParams};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::networking::v1::{IngressClass, IngressClassSpec};
+use kube::api::{Api, LogParams, ObjectMeta, PostParams};
 
 use crate::harness::Harness;
 use crate::harness::real::{self, RealNode};
@@ -16,10 +19,10 @@ const HOST: &str = "paperclip.reach.test";
 
 /// The Ingress (TLS from an existing Secret, a class, an annotation) and the NetworkPolicies
 /// (HTTP only from an ingress controller's namespace) of the frank profile, as `--set` values.
-fn reach_sets() -> Vec<String> {
+fn reach_sets(class: &str) -> Vec<String> {
     vec![
         format!(
-            "app.ingress={{className: nginx, hosts: [{HOST}, paperclip-alt.reach.test], \
+            "app.ingress={{className: {class}, hosts: [{HOST}, paperclip-alt.reach.test], \
              tls: {{secretName: paperclip-cert}}, \
              annotations: {{nginx.ingress.kubernetes.io/proxy-body-size: 64m}}}}"
         ),
@@ -42,7 +45,7 @@ async fn the_ingress_and_network_policies_are_accepted_by_the_api_server() {
         "-o",
         "yaml",
     ]);
-    for set in reach_sets() {
+    for set in reach_sets("nginx") {
         plan.args(["--set", &set]);
     }
     let plan = plan.output().unwrap();
@@ -109,12 +112,52 @@ async fn the_ingress_host_reaches_the_real_app_through_its_service_with_a_read_o
     let mut slot = real::slot().await;
     let setup = setup_real("reach", &real, &mut slot).await;
     let ns = setup.namespace.as_str();
+    // What preflight wants to see: the class, and the certificate's Secret.
+    let class = format!("{ns}-class");
+    let classes = Api::<IngressClass>::all(Harness::shared().client().await);
+    classes
+        .create(
+            &PostParams::default(),
+            &IngressClass {
+                metadata: ObjectMeta {
+                    name: Some(class.clone()),
+                    labels: Some(BTreeMap::from([(
+                        "paperclipctl-test".to_string(),
+                        "true".to_string(),
+                    )])),
+                    ..Default::default()
+                },
+                spec: Some(IngressClassSpec {
+                    controller: Some("example.com/reach-test".into()),
+                    parameters: None,
+                }),
+            },
+        )
+        .await
+        .unwrap();
+    let certificate = Secret {
+        metadata: ObjectMeta {
+            name: Some("paperclip-cert".into()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/tls".into()),
+        data: Some(BTreeMap::from([
+            ("tls.crt".to_string(), ByteString(b"certificate".to_vec())),
+            ("tls.key".to_string(), ByteString(b"key".to_vec())),
+        ])),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(Harness::shared().client().await, ns)
+        .create(&PostParams::default(), &certificate)
+        .await
+        .unwrap();
     let mut extra = vec!["--timeout".to_string(), "10m".to_string()];
-    for set in reach_sets() {
+    for set in reach_sets(&class) {
         extra.extend(["--set".to_string(), set]);
     }
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let run = install(&setup, &extra, &[("PAPERCLIP_LITELLM_KEY", LLM_KEY)]).await;
+    classes.delete(&class, &Default::default()).await.unwrap();
     let (stdout, stderr) = (text(&run.stdout), text(&run.stderr));
     assert!(run.status.success(), "install failed:\n{stdout}\n{stderr}");
     // Onboarding ran its CLI in the read-only container and printed the invite at the URL the
@@ -154,7 +197,7 @@ async fn the_ingress_host_reaches_the_real_app_through_its_service_with_a_read_o
         "{}",
         outside.stderr
     );
-    for path in ["/tmp/written", "/paperclip/instances/default/data/written"] {
+    for path in ["/tmp/written", "/paperclip/instances/default/written"] {
         let ran = real::exec_app(ns, &["touch", path]).await;
         assert!(ran.success, "{path}: {}", ran.stderr);
     }
