@@ -19,10 +19,12 @@ const RELEASE_LABEL: &str = "paperclipctl.io/release";
 
 /// Namespaced kinds paperclipctl creates, searched by label so a half-installed release or one
 /// rendered from another profile is still found.
-const KINDS: [&str; 8] = [
+const KINDS: [&str; 10] = [
     "Deployment",
     "StatefulSet",
+    "Ingress",
     "Service",
+    "NetworkPolicy",
     "ConfigMap",
     "Secret",
     "ExternalSecret",

@@ -61,6 +61,8 @@ pub fn api_resource(kind: &str) -> (ApiResource, bool) {
         "SecretStore" => ("external-secrets.io", "v1", "secretstores", true),
         "ClusterSecretStore" => ("external-secrets.io", "v1", "clustersecretstores", false),
         "ExternalSecret" => ("external-secrets.io", "v1", "externalsecrets", true),
+        "Ingress" => ("networking.k8s.io", "v1", "ingresses", true),
+        "NetworkPolicy" => ("networking.k8s.io", "v1", "networkpolicies", true),
         other => unreachable!("paperclipctl renders no {other}"),
     };
     let gvk = GroupVersionKind::gvk(group, version, kind);

@@ -109,6 +109,10 @@ pub(super) async fn run(
                 CheckKind::StoreOwner => run.store_owner().await,
                 CheckKind::LoadBalancerIp { ip, field } => run.load_balancer_ip(ip, field).await,
                 CheckKind::MemoryHeadroom => run.memory_headroom().await,
+                CheckKind::IngressClass => run.ingress_class().await,
+                CheckKind::ClusterIssuer(issuer) => run.cluster_issuer(issuer).await,
+                CheckKind::TlsSecret(name) => run.tls_secret(name).await,
+                CheckKind::NetworkPolicy => run.network_policy().await,
             },
         };
         rows.push(Row {
@@ -173,6 +177,8 @@ fn needed_access(
             "SecretStore" => ("external-secrets.io", "secretstores"),
             "ClusterSecretStore" => ("external-secrets.io", "clustersecretstores"),
             "ExternalSecret" => ("external-secrets.io", "externalsecrets"),
+            "Ingress" => ("networking.k8s.io", "ingresses"),
+            "NetworkPolicy" => ("networking.k8s.io", "networkpolicies"),
             _ => continue,
         };
         for verb in ["create", "patch"] {

@@ -9,6 +9,7 @@ mod image;
 mod memory;
 mod placement;
 mod quantity;
+mod reach;
 mod report;
 
 use serde::Serialize;
@@ -83,6 +84,14 @@ pub(crate) enum CheckKind {
         field: &'static str,
     },
     MemoryHeadroom,
+    /// The Ingress's class exists (or a default one does).
+    IngressClass,
+    /// cert-manager serves its API and has the named ClusterIssuer.
+    ClusterIssuer(String),
+    /// The named certificate Secret exists in the release's namespace.
+    TlsSecret(String),
+    /// The network plugin enforces the release's NetworkPolicies.
+    NetworkPolicy,
 }
 
 fn check(kind: CheckKind, id: impl Into<String>, title: impl Into<String>) -> Check {
@@ -224,6 +233,7 @@ pub fn planned(profile: &Profile) -> Vec<Check> {
             format!("LoadBalancer IP {ip} is not taken by another Service"),
         ));
     }
+    checks.extend(reach(profile));
     if let Some(limit) = &profile.app.resources.limits.memory {
         checks.push(check(
             CheckKind::MemoryHeadroom,
@@ -232,6 +242,46 @@ pub fn planned(profile: &Profile) -> Vec<Check> {
                 "{app_nodes} have allocatable memory for the app's {limit} limit, and no earlier \
                  OOMKilled run used more"
             ),
+        ));
+    }
+    checks
+}
+
+/// The checks of the Ingress and the NetworkPolicies the profile asks for.
+fn reach(profile: &Profile) -> Vec<Check> {
+    let mut checks = Vec::new();
+    if let Some(ingress) = &profile.app.ingress {
+        let class = match &ingress.class_name {
+            Some(class) => format!("IngressClass {class} exists"),
+            None => "the cluster has a default IngressClass".to_string(),
+        };
+        checks.push(check(CheckKind::IngressClass, "ingress-class", class));
+        match ingress
+            .tls
+            .as_ref()
+            .map(|t| (&t.cluster_issuer, &t.secret_name))
+        {
+            Some((Some(issuer), _)) => checks.push(check(
+                CheckKind::ClusterIssuer(issuer.to_string()),
+                "cluster-issuer",
+                format!("cert-manager serves ClusterIssuer {issuer}"),
+            )),
+            Some((None, Some(secret))) => checks.push(check(
+                CheckKind::TlsSecret(secret.to_string()),
+                "tls-secret",
+                format!(
+                    "Secret {}/{secret} holds the Ingress's certificate",
+                    profile.namespace
+                ),
+            )),
+            _ => {}
+        }
+    }
+    if profile.network_policy.enabled {
+        checks.push(check(
+            CheckKind::NetworkPolicy,
+            "network-policy",
+            "the cluster's network plugin enforces the release's NetworkPolicies",
         ));
     }
     checks

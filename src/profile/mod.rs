@@ -50,7 +50,7 @@ pub fn parse(origin: &str, text: &str) -> Result<Profile, ProfileError> {
     let profile: Profile = serde_path_to_error::deserialize(deserializer)
         .map_err(|e| ProfileError::from_serde(origin, text, e))?;
     validate::check(&profile).map_err(|issue| issue.at_file(origin, text))?;
-    Ok(profile)
+    Ok(profile.resolve())
 }
 
 fn read(selector: &str) -> Result<(String, String), ProfileError> {

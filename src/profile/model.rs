@@ -31,6 +31,8 @@ pub struct Profile {
     pub shell: Option<Shell>,
     #[serde(default)]
     pub secrets: Secrets,
+    #[serde(default)]
+    pub network_policy: NetworkPolicy,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -68,6 +70,91 @@ pub struct App {
     /// Kubernetes API, and an SSH-reachable container must not hold a token nobody asked for.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub service_account_token: bool,
+    /// Mount the app container's root filesystem read-only (with an empty, writable `/tmp`).
+    /// On by default: the server and its CLI write only to `/paperclip` and `/tmp`. Turn it off
+    /// for an image whose agents' tools write elsewhere in the root filesystem.
+    pub read_only_root_filesystem: bool,
+    /// An Ingress in front of the app's Service; absent means none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<Ingress>,
+}
+
+/// An Ingress for the app. Its hosts are allow-listed in private mode, and the public URL
+/// follows the first one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Ingress {
+    /// The IngressClass; absent means the cluster's default class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_name: Option<DnsSubdomain>,
+    /// Host names the Ingress routes to the app, the public URL's first.
+    pub hosts: Vec<String>,
+    /// TLS for every host; absent means plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<IngressTls>,
+    /// Annotations for the ingress controller (timeouts, body size, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Where the Ingress's certificate comes from: an existing `kubernetes.io/tls` Secret, or
+/// cert-manager's ClusterIssuer, which then writes the Secret (named `secretName`, or
+/// `paperclip-tls`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IngressTls {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<DnsSubdomain>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_issuer: Option<DnsSubdomain>,
+}
+
+/// NetworkPolicies of the release: the database accepts only the app pod, the app pod only its
+/// published ports. Enforced only by a network plugin that implements NetworkPolicy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct NetworkPolicy {
+    pub enabled: bool,
+    /// The ingress controller's namespace: the app's HTTP port then accepts only pods there
+    /// (the shell's SSH and mosh ports stay open as their Service publishes them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ingress_controller_namespace: Option<DnsLabel>,
+}
+
+impl Default for NetworkPolicy {
+    fn default() -> Self {
+        NetworkPolicy {
+            enabled: true,
+            ingress_controller_namespace: None,
+        }
+    }
+}
+
+impl Profile {
+    /// Values that follow from others once the profile is valid: with an Ingress and no public
+    /// URL of its own (the default `localhost` one), the public URL is the Ingress's.
+    pub(super) fn resolve(mut self) -> Self {
+        if self.app.public_url.host() == "localhost"
+            && let Some(url) = self.app.ingress_url()
+        {
+            self.app.public_url = url.parse().expect("a host name checked as a DNS name");
+        }
+        self
+    }
+}
+
+impl App {
+    /// The public URL an Ingress implies: its first host, https when it has TLS.
+    pub fn ingress_url(&self) -> Option<String> {
+        let ingress = self.ingress.as_ref()?;
+        let host = ingress.hosts.first()?;
+        let scheme = if ingress.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        Some(format!("{scheme}://{host}"))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -461,6 +548,8 @@ impl Default for App {
             env_from: None,
             env: BTreeMap::new(),
             service_account_token: false,
+            read_only_root_filesystem: true,
+            ingress: None,
         }
     }
 }

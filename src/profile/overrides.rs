@@ -38,7 +38,7 @@ pub fn apply(text: &str, sets: &[String]) -> Result<Profile, ProfileError> {
         let arg = culprit(&parsed, &path);
         usage(arg, &issue.path, &issue.message).with_help(issue.help)
     })?;
-    Ok(profile)
+    Ok(profile.resolve())
 }
 
 fn usage(arg: &str, path: &str, message: &str) -> ProfileError {

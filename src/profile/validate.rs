@@ -55,6 +55,7 @@ const MANAGED_ENV: &[&str] = &[
 pub fn check(p: &Profile) -> Result<(), Issue> {
     check_services(p)?;
     check_app(p)?;
+    check_ingress(p)?;
     check_secrets(p)?;
     check_shell(p)
 }
@@ -201,6 +202,54 @@ fn check_app(p: &Profile) -> Result<(), Issue> {
                  does not block the rollout",
             ));
         }
+    }
+    Ok(())
+}
+
+/// The Ingress's hosts must be names private mode can allow-list, and a public URL the profile
+/// sets must be the one the Ingress serves (its first host; https with TLS).
+fn check_ingress(p: &Profile) -> Result<(), Issue> {
+    let Some(ingress) = &p.app.ingress else {
+        return Ok(());
+    };
+    if ingress.hosts.is_empty() {
+        return Err(Issue::new(
+            "app.ingress.hosts",
+            "an Ingress needs at least one host",
+            "list the names users open, e.g. hosts: [paperclip.example.com]",
+        ));
+    }
+    for (i, host) in ingress.hosts.iter().enumerate() {
+        if !is_hostname(host) || host.parse::<std::net::IpAddr>().is_ok() {
+            return Err(Issue::new(
+                format!("app.ingress.hosts[{i}]"),
+                format!("{host:?} is not a DNS name an Ingress can route"),
+                "list bare DNS names such as paperclip.example.com (no scheme, port, path, IP \
+                 address or wildcard)",
+            ));
+        }
+    }
+    if let Some(tls) = &ingress.tls
+        && tls.secret_name.is_none()
+        && tls.cluster_issuer.is_none()
+    {
+        return Err(Issue::new(
+            "app.ingress.tls",
+            "tls names neither a certificate Secret nor an issuer",
+            "set tls.secretName to an existing kubernetes.io/tls Secret, or tls.clusterIssuer \
+             to a cert-manager ClusterIssuer",
+        ));
+    }
+    let url = p.app.ingress_url().expect("hosts is not empty");
+    let public = &p.app.public_url;
+    let scheme = |u: &str| u.split_once("://").map(|(s, _)| s.to_string());
+    let same = public.host() == ingress.hosts[0] && scheme(public.as_str()) == scheme(&url);
+    if public.host() != "localhost" && !same {
+        return Err(Issue::new(
+            "app.publicUrl",
+            format!("{public} is not what the Ingress serves: {url}"),
+            format!("remove publicUrl (it then follows the Ingress), or set it to {url}"),
+        ));
     }
     Ok(())
 }

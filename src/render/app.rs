@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvFromSource,
-    EnvVar, HTTPGetAction, HTTPHeader, LocalObjectReference, PersistentVolumeClaimVolumeSource,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, Secret, SecretEnvSource,
-    SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction,
-    Volume, VolumeMount,
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvFromSource, EnvVar, HTTPGetAction, HTTPHeader, LocalObjectReference,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, Secret,
+    SecretEnvSource, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec,
+    TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -31,6 +31,8 @@ pub const SSHD_PORT: i32 = 2222;
 /// The uid:gid of the upstream image's `node` user and of the sidecar's `agent` user.
 const UID: i64 = 1000;
 const DATA_PATH: &str = "/paperclip";
+/// The app's writable `/tmp` when its root filesystem is read-only.
+const TMP_VOLUME: &str = "tmp";
 /// Where Paperclip keeps its agents' workspaces, relative to the data volume (upstream:
 /// `$PAPERCLIP_HOME/instances/<instance>/workspaces/<agent>`, instance `default`). It is the only
 /// part of the volume the shell sidecar sees: the rest holds the instance's master key, its
@@ -150,11 +152,18 @@ fn authorized_keys(profile: &Profile) -> Secret {
     }
 }
 
-/// Host names private mode answers to: the public URL's host, the profile's extras, and
-/// localhost (which the readiness probe and onboarding use).
+/// Host names private mode answers to: the public URL's host, the profile's extras, the
+/// Ingress's hosts, and localhost (which the readiness probe and onboarding use).
 fn allowed_hostnames(profile: &Profile) -> String {
     let mut hosts = vec![profile.app.public_url.host().to_string()];
     hosts.extend(profile.app.allowed_hostnames.iter().cloned());
+    hosts.extend(
+        profile
+            .app
+            .ingress
+            .iter()
+            .flat_map(|i| i.hosts.iter().cloned()),
+    );
     hosts.push("localhost".into());
     let mut seen = std::collections::BTreeSet::new();
     hosts.retain(|h| seen.insert(h.clone()));
@@ -219,11 +228,22 @@ fn app_container(profile: &Profile) -> Container {
             run_as_group: Some(UID),
             run_as_non_root: Some(true),
             allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: app.read_only_root_filesystem.then_some(true),
             ..Default::default()
         }),
-        volume_mounts: Some(vec![mount("data", DATA_PATH, false)]),
+        volume_mounts: Some(app_mounts(profile)),
         ..Default::default()
     }
+}
+
+/// The data volume, and with a read-only root the empty `/tmp` the server and its CLI write
+/// their temporary files to (measured on the real server: nothing else outside `/paperclip`).
+fn app_mounts(profile: &Profile) -> Vec<VolumeMount> {
+    let mut mounts = vec![mount("data", DATA_PATH, false)];
+    if profile.app.read_only_root_filesystem {
+        mounts.push(mount(TMP_VOLUME, "/tmp", false));
+    }
+    mounts
 }
 
 /// The Secrets loaded with envFrom: the profile's explicit list, or every ExternalSecret of
@@ -385,6 +405,7 @@ fn workspaces_init(profile: &Profile) -> Container {
         security_context: Some(SecurityContext {
             run_as_user: Some(UID),
             run_as_group: Some(UID),
+            read_only_root_filesystem: profile.app.read_only_root_filesystem.then_some(true),
             ..Default::default()
         }),
         volume_mounts: Some(vec![mount("data", DATA_PATH, false)]),
@@ -418,6 +439,13 @@ fn deployment(profile: &Profile) -> Deployment {
     let mut init_containers = Vec::new();
     let mut template_annotations = BTreeMap::new();
     let mut volumes = vec![claim_volume("data", DATA_PVC)];
+    if app.read_only_root_filesystem {
+        volumes.push(Volume {
+            name: TMP_VOLUME.into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        });
+    }
     if let Some(shell) = &profile.shell {
         containers.push(shell_container(shell));
         init_containers.push(workspaces_init(profile));
@@ -574,5 +602,70 @@ fn service(
             ..Default::default()
         }),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(sets: &[&str]) -> Profile {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        crate::profile::load("frank", &sets).unwrap().profile
+    }
+
+    fn env(container: &Container, name: &str) -> String {
+        let vars = container.env.iter().flatten();
+        vars.filter(|e| e.name == name)
+            .find_map(|e| e.value.clone())
+            .unwrap()
+    }
+
+    #[test]
+    fn the_app_root_is_read_only_with_a_writable_tmp_unless_switched_off() {
+        let on = deployment(&profile(&[]));
+        let spec = on.spec.unwrap().template.spec.unwrap();
+        for container in spec
+            .containers
+            .iter()
+            .take(1)
+            .chain(spec.init_containers.iter().flatten())
+        {
+            let context = container.security_context.as_ref().unwrap();
+            assert_eq!(
+                context.read_only_root_filesystem,
+                Some(true),
+                "{}",
+                container.name
+            );
+        }
+        let mounts = spec.containers[0].volume_mounts.clone().unwrap();
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m.name == TMP_VOLUME && m.mount_path == "/tmp")
+        );
+        let volumes = spec.volumes.unwrap();
+        let tmp = volumes.iter().find(|v| v.name == TMP_VOLUME).unwrap();
+        assert!(tmp.empty_dir.is_some());
+
+        let off = deployment(&profile(&["app.readOnlyRootFilesystem=false"]));
+        let spec = off.spec.unwrap().template.spec.unwrap();
+        let context = spec.containers[0].security_context.as_ref().unwrap();
+        assert_eq!(context.read_only_root_filesystem, None);
+        assert!(!spec.volumes.unwrap().iter().any(|v| v.name == TMP_VOLUME));
+    }
+
+    #[test]
+    fn ingress_hosts_are_allowed_and_the_public_url_follows_the_first() {
+        let app = app_container(&profile(&[
+            "app.publicUrl=http://localhost:3100",
+            "app.ingress={hosts: [a.example.com, b.example.com]}",
+        ]));
+        assert_eq!(env(&app, "PAPERCLIP_PUBLIC_URL"), "http://a.example.com");
+        assert_eq!(
+            env(&app, "PAPERCLIP_ALLOWED_HOSTNAMES"),
+            "a.example.com,b.example.com,localhost"
+        );
     }
 }

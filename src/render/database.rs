@@ -17,7 +17,8 @@ use crate::profile::Profile;
 use crate::profile::model::DatabaseFlavor;
 
 pub const PORT: i32 = 5432;
-const METRICS_PORT: i32 = 9187;
+/// The postgres-exporter's port, scraped by Prometheus.
+pub const METRICS_PORT: i32 = 9187;
 
 /// What differs between the official and the Bitnami image.
 struct Flavor {

@@ -8,9 +8,10 @@
 //!   Linux capability dropped (the app listens on 3100, the database on 5432 and sshd on 2222:
 //!   none needs one).
 //!
-//! Root filesystems stay writable: Paperclip's agents run CLIs that write to the app user's home
-//! and caches in the image, and both PostgreSQL images write their sockets and runtime files
-//! outside the data volume. A read-only root needs those paths measured on the real images first.
+//! The app container's read-only root (`app.readOnlyRootFilesystem`) is rendered with the app,
+//! which adds the writable `/tmp` it needs. The database and shell containers keep writable
+//! roots: both PostgreSQL images write sockets, configuration and runtime files outside the data
+//! volume, and the shell is where people install and run things.
 
 use k8s_openapi::api::core::v1::{Capabilities, PodSpec, SeccompProfile, SecurityContext};
 

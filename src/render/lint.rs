@@ -7,6 +7,8 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, PersistentVolumeClaim, SecretEnvSource};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 
 use super::{Object, Wave, eso};
@@ -41,6 +43,10 @@ pub fn run(waves: &[Wave]) -> Vec<Finding> {
                 private_http_probes(d, &mut findings);
             }
             Object::StatefulSet(_) => {}
+            Object::NetworkPolicy(policy) => {
+                unreachable_service(policy, &objects, &mut findings);
+                continue;
+            }
             _ => continue,
         }
         for container in containers(object) {
@@ -90,6 +96,66 @@ fn rwo_rolling_update(d: &Deployment, objects: &[&Object], findings: &mut Vec<Fi
                     object.name()
                 ),
                 help: "set app.strategy: Recreate".into(),
+            });
+        }
+    }
+}
+
+/// A policy that admits a port from chosen peers only, in front of a Service that publishes
+/// that port outside the cluster: the LoadBalancer's or NodePort's clients are not among the
+/// peers, so nothing outside reaches it.
+fn unreachable_service(policy: &NetworkPolicy, objects: &[&Object], findings: &mut Vec<Finding>) {
+    let Some(spec) = &policy.spec else { return };
+    let limited: BTreeSet<i32> = spec
+        .ingress
+        .iter()
+        .flatten()
+        .filter(|rule| rule.from.as_ref().is_some_and(|from| !from.is_empty()))
+        .flat_map(|rule| rule.ports.iter().flatten())
+        .filter_map(|p| match p.port {
+            Some(IntOrString::Int(port)) => Some(port),
+            _ => None,
+        })
+        .collect();
+    let selected = spec
+        .pod_selector
+        .as_ref()
+        .and_then(|s| s.match_labels.as_ref());
+    for object in objects {
+        let Object::Service(service) = object else {
+            continue;
+        };
+        let Some(service_spec) = &service.spec else {
+            continue;
+        };
+        let outside = matches!(
+            service_spec.type_.as_deref(),
+            Some("LoadBalancer" | "NodePort")
+        );
+        if !outside || service_spec.selector.as_ref() != selected {
+            continue;
+        }
+        let target = |p: &&k8s_openapi::api::core::v1::ServicePort| match &p.target_port {
+            Some(IntOrString::Int(port)) => limited.contains(port),
+            // Our Services name the app's port `http`, which the policy admits as a number.
+            Some(IntOrString::String(name)) => name == "http" && limited.contains(&super::APP_PORT),
+            None => limited.contains(&p.port),
+        };
+        if service_spec.ports.iter().flatten().any(|p| target(&p)) {
+            findings.push(Finding {
+                severity: Severity::Warning,
+                code: "policy-hides-service",
+                object: object.id(),
+                message: format!(
+                    "{} {} publishes a port that NetworkPolicy {} admits only from the ingress \
+                     controller's namespace: its clients outside the cluster are refused",
+                    service_spec.type_.as_deref().unwrap_or_default(),
+                    object.id(),
+                    policy.metadata.name.as_deref().unwrap_or_default()
+                ),
+                help: "set app.service.type: ClusterIP (the Ingress reaches it), or remove \
+                       networkPolicy.ingressControllerNamespace"
+                    .into(),
             });
         }
     }

@@ -9,8 +9,10 @@ mod app;
 mod database;
 pub mod eso;
 mod hardening;
+pub mod ingress;
 pub mod lint;
 pub mod meta;
+mod network_policy;
 mod pod;
 mod secrets;
 
@@ -21,6 +23,7 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Namespace, PersistentVolumeClaim, PodSpec, Secret, Service,
 };
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use serde::Serialize;
 
 use crate::profile::Profile;
@@ -40,6 +43,8 @@ pub enum Object {
     Deployment(Deployment),
     SecretStore(eso::SecretStore),
     ExternalSecret(eso::ExternalSecret),
+    Ingress(Ingress),
+    NetworkPolicy(NetworkPolicy),
 }
 
 impl Object {
@@ -54,6 +59,8 @@ impl Object {
             Object::Deployment(_) => "Deployment",
             Object::SecretStore(s) => &s.kind,
             Object::ExternalSecret(_) => "ExternalSecret",
+            Object::Ingress(_) => "Ingress",
+            Object::NetworkPolicy(_) => "NetworkPolicy",
         }
     }
 
@@ -68,6 +75,8 @@ impl Object {
             Object::Deployment(o) => &o.metadata,
             Object::SecretStore(o) => &o.metadata,
             Object::ExternalSecret(o) => &o.metadata,
+            Object::Ingress(o) => &o.metadata,
+            Object::NetworkPolicy(o) => &o.metadata,
         }
     }
 
@@ -140,6 +149,7 @@ pub fn render(profile: &Profile) -> Release {
     let mut wave0 = vec![Object::Namespace(meta::namespace(profile))];
     wave0.extend(database::objects(profile));
     wave0.extend(secrets::objects(profile));
+    wave0.extend(network_policy::database(profile).map(Object::NetworkPolicy));
     let wave0_waits = wave0
         .iter()
         .filter(|o| match o {
@@ -149,7 +159,9 @@ pub fn render(profile: &Profile) -> Release {
         })
         .map(Object::id)
         .collect();
-    let wave1 = app::objects(profile);
+    let mut wave1 = app::objects(profile);
+    wave1.extend(network_policy::app(profile).map(Object::NetworkPolicy));
+    wave1.extend(ingress::object(profile).map(Object::Ingress));
     let wave1_waits = wave1
         .iter()
         .filter(|o| matches!(o, Object::Deployment(_)))

@@ -70,7 +70,7 @@ fn yaml_output_is_a_multi_document_manifest_stream() {
         Some("Namespace/paperclip-system")
     );
     assert!(ids.contains(&"ClusterSecretStore/infisical".to_string()));
-    assert_eq!(docs.len(), 18, "{ids:?}");
+    assert_eq!(docs.len(), 20, "{ids:?}");
     assert!(docs.iter().all(|d| d["apiVersion"].is_string()));
 }
 

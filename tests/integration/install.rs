@@ -156,7 +156,7 @@ pub(crate) fn text(bytes: &[u8]) -> String {
 }
 
 /// `(group, version, kind, plural)` of every namespaced kind a release is made of.
-pub(crate) const RELEASE_KINDS: [(&str, &str, &str, &str); 8] = [
+pub(crate) const RELEASE_KINDS: [(&str, &str, &str, &str); 10] = [
     ("", "v1", "Secret", "secrets"),
     ("", "v1", "Service", "services"),
     ("", "v1", "ConfigMap", "configmaps"),
@@ -170,6 +170,13 @@ pub(crate) const RELEASE_KINDS: [(&str, &str, &str, &str); 8] = [
         "externalsecrets",
     ),
     ("external-secrets.io", "v1", "SecretStore", "secretstores"),
+    (
+        "networking.k8s.io",
+        "v1",
+        "NetworkPolicy",
+        "networkpolicies",
+    ),
+    ("networking.k8s.io", "v1", "Ingress", "ingresses"),
 ];
 
 /// A release installed from the frank profile on KWOK's nodes, its app pods served by the

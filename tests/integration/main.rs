@@ -10,6 +10,7 @@ mod output;
 mod ownership;
 mod preflight;
 mod profile_errors;
+mod reach;
 mod records;
 mod registry_login;
 mod render;

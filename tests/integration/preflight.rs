@@ -549,3 +549,129 @@ async fn an_api_that_does_not_answer_fails_once_and_skips_the_other_checks() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_ingress_class_certificate_source_and_network_plugin_are_checked() {
+    use k8s_openapi::api::networking::v1::{IngressClass, IngressClassSpec};
+    let harness = Harness::shared();
+    let images = registry::fixture_images().await;
+    let client = harness.client().await;
+    let namespace = harness.namespace("preflight-reach").await;
+    let class = format!("{namespace}-class");
+    let ingress = |tls: &str| {
+        vec![
+            format!("app.ingress={{className: {class}, hosts: [p.reach.test], tls: {tls}}}"),
+            "app.publicUrl=https://p.reach.test".to_string(),
+        ]
+    };
+
+    // No such class, and no cert-manager on this cluster to serve the issuer.
+    let issued = frank(
+        &namespace,
+        &images,
+        &ingress("{clusterIssuer: letsencrypt}"),
+    );
+    let report = run(&client, &issued).await;
+    assert_status(&report, "ingress-class", Status::Fail);
+    let detail = &row(&report, "ingress-class").outcome.detail;
+    assert!(
+        detail.starts_with(&format!(
+            "IngressClass {class} does not exist; the cluster has: "
+        )),
+        "{detail}"
+    );
+    assert_status(&report, "cluster-issuer", Status::Fail);
+    let outcome = &row(&report, "cluster-issuer").outcome;
+    assert!(
+        outcome.detail.contains("cert-manager is not installed")
+            && outcome.fix.as_deref().unwrap().contains("tls.secretName"),
+        "{outcome:?}"
+    );
+    // Nothing on these nodes shows a plugin that enforces NetworkPolicy: a warning, not a
+    // failure, and none when the profile renders no policies.
+    assert_status(&report, "network-policy", Status::Warn);
+    assert!(
+        row(&report, "network-policy")
+            .outcome
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("networkPolicy.enabled: false")
+    );
+    let without = frank(&namespace, &images, &["networkPolicy.enabled=false".into()]);
+    assert!(run(&client, &without).await.get("network-policy").is_none());
+
+    // With the class, and the certificate in a Secret of the release's namespace.
+    let classes = Api::<IngressClass>::all(client.clone());
+    classes
+        .create(
+            &PostParams::default(),
+            &IngressClass {
+                metadata: ObjectMeta {
+                    name: Some(class.clone()),
+                    labels: Some(BTreeMap::from([(
+                        "paperclipctl-test".to_string(),
+                        "true".to_string(),
+                    )])),
+                    ..Default::default()
+                },
+                spec: Some(IngressClassSpec {
+                    controller: Some("example.com/reach-test".into()),
+                    parameters: None,
+                }),
+            },
+        )
+        .await
+        .unwrap();
+    let from_secret = frank(
+        &namespace,
+        &images,
+        &ingress("{secretName: paperclip-cert}"),
+    );
+    let report = run(&client, &from_secret).await;
+    assert_status(&report, "ingress-class", Status::Pass);
+    assert!(report.get("cluster-issuer").is_none());
+    assert_status(&report, "tls-secret", Status::Fail);
+    assert_eq!(
+        row(&report, "tls-secret").outcome.detail,
+        format!(
+            "Secret {namespace}/paperclip-cert does not exist: the Ingress would serve the \
+             controller's default certificate"
+        )
+    );
+    let secrets = Api::<Secret>::namespaced(client.clone(), &namespace);
+    let cert = |type_: &str| Secret {
+        metadata: ObjectMeta {
+            name: Some("paperclip-cert".into()),
+            ..Default::default()
+        },
+        type_: Some(type_.into()),
+        data: Some(BTreeMap::from([
+            ("tls.crt".to_string(), ByteString(b"certificate".to_vec())),
+            ("tls.key".to_string(), ByteString(b"key-value-3".to_vec())),
+        ])),
+        ..Default::default()
+    };
+    secrets
+        .create(&PostParams::default(), &cert("Opaque"))
+        .await
+        .unwrap();
+    let report = run(&client, &from_secret).await;
+    assert_status(&report, "tls-secret", Status::Fail);
+    secrets
+        .delete("paperclip-cert", &Default::default())
+        .await
+        .unwrap();
+    secrets
+        .create(&PostParams::default(), &cert("kubernetes.io/tls"))
+        .await
+        .unwrap();
+    let report = run(&client, &from_secret).await;
+    classes.delete(&class, &Default::default()).await.unwrap();
+    assert_status(&report, "tls-secret", Status::Pass);
+    assert!(
+        !serde_json::to_string(&report)
+            .unwrap()
+            .contains("key-value-3")
+    );
+}

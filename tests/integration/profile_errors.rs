@@ -29,6 +29,36 @@ const fn case(
 
 const CASES: &[Case] = &[
     case(
+        "name: x\napp:\n  ingress:\n    hosts:\n      - paperclip.example.com\n      - https://paperclip.example.com\n",
+        "app.ingress.hosts[1]",
+        Some(6),
+        "\"https://paperclip.example.com\" is not a DNS name an Ingress can route",
+        None,
+    ),
+    case(
+        "name: x\napp:\n  ingress:\n    hosts: [paperclip.example.com]\n    tls: {}\n",
+        "app.ingress.tls",
+        Some(5),
+        "tls names neither a certificate Secret nor an issuer",
+        None,
+    ),
+    case(
+        "name: x\napp:\n  publicUrl: http://paperclip.example.com\n  ingress:\n    hosts: [paperclip.example.com]\n    tls: {secretName: cert}\n",
+        "app.publicUrl",
+        Some(3),
+        "http://paperclip.example.com is not what the Ingress serves: https://paperclip.example.com",
+        Some(
+            "remove publicUrl (it then follows the Ingress), or set it to https://paperclip.example.com",
+        ),
+    ),
+    case(
+        "name: x\nnetworkPolicy:\n  enabled: yes please\n",
+        "networkPolicy.enabled",
+        Some(3),
+        "invalid type",
+        None,
+    ),
+    case(
         "name: x\nstrage:\n  className: longhorn\n",
         "strage",
         Some(2),

@@ -450,3 +450,24 @@ fn everything_that_writes_the_app_volume_runs_as_the_apps_uid() {
         assert_eq!(security.run_as_non_root, Some(true), "{}", c.name);
     }
 }
+
+#[test]
+fn http_admitted_from_the_ingress_controller_only_behind_a_load_balancer_is_a_warning() {
+    let behind = "networkPolicy.ingressControllerNamespace=ingress-nginx";
+    let f = findings("frank", &[behind]);
+    assert_eq!(codes(&f, Severity::Warning), ["policy-hides-service"]);
+    assert_eq!(f[0].object, "Service/paperclip");
+    assert!(
+        f[0].help.contains("app.service.type: ClusterIP"),
+        "{:?}",
+        f[0]
+    );
+    let internal = [
+        "app.service.type=ClusterIP",
+        "app.service.loadBalancerIp=null",
+        behind,
+    ];
+    assert!(findings("frank", &internal).is_empty());
+    // The shell's Service stays a LoadBalancer: its ports are open to everyone.
+    assert!(findings("frank", &[]).is_empty());
+}
