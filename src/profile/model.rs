@@ -361,6 +361,12 @@ pub struct Shell {
     /// machine that trusts that proxy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_bundle: Option<String>,
+    /// Mount the sidecar's root filesystem read-only, with empty writable `/tmp`, `/var/tmp` and
+    /// the boot hook's log and summary directories. On by default: the `agent` user can write
+    /// nothing else outside its home volume anyway, so a read-only root costs the shell's users
+    /// nothing and keeps a compromised login from changing the image's programs.
+    #[serde(default = "defaults::read_only_root")]
+    pub read_only_root_filesystem: bool,
 }
 
 /// Tools grouped by the manager that installs them, in the sidecar's inventory file format
@@ -687,6 +693,10 @@ mod defaults {
             size: size.parse().expect("valid default"),
             access_mode: AccessMode::ReadWriteOnce,
         }
+    }
+
+    pub fn read_only_root() -> bool {
+        true
     }
 
     pub fn shell_home() -> Volume {

@@ -353,21 +353,41 @@ fn shell_container(shell: &Shell) -> Container {
                 drop: Some(vec!["ALL".into()]),
                 ..Default::default()
             }),
+            read_only_root_filesystem: shell.read_only_root_filesystem.then_some(true),
             ..Default::default()
         }),
-        volume_mounts: Some(vec![
-            mount("shell-home", "/home/agent", false),
-            // The agents' workspaces only, read-only: a shell reachable over SSH must neither
-            // read the instance's key and settings nor change its files.
-            VolumeMount {
-                sub_path: Some(WORKSPACES.into()),
-                ..mount("data", &format!("{DATA_PATH}/{WORKSPACES}"), true)
-            },
-            mount("ssh-keys", "/etc/ssh-keys", true),
-            mount("inventory", "/etc/paperclip-shell", true),
-        ]),
+        volume_mounts: Some(shell_mounts(shell)),
         ..Default::default()
     }
+}
+
+/// The directories a read-only sidecar still writes outside its home: scratch space, the boot
+/// hook's log (`/var/log/cont-init.d`) and its summary behind `/etc/motd`
+/// (`/var/lib/paperclip-shell`). The summary is rewritten at every boot, so an emptyDir that
+/// lives as long as the pod is enough.
+const SHELL_SCRATCH: [(&str, &str); 4] = [
+    ("shell-tmp", "/tmp"),
+    ("shell-var-tmp", "/var/tmp"),
+    ("shell-log", "/var/log/cont-init.d"),
+    ("shell-state", "/var/lib/paperclip-shell"),
+];
+
+fn shell_mounts(shell: &Shell) -> Vec<VolumeMount> {
+    let mut mounts = vec![
+        mount("shell-home", "/home/agent", false),
+        // The agents' workspaces only, read-only: a shell reachable over SSH must neither
+        // read the instance's key and settings nor change its files.
+        VolumeMount {
+            sub_path: Some(WORKSPACES.into()),
+            ..mount("data", &format!("{DATA_PATH}/{WORKSPACES}"), true)
+        },
+        mount("ssh-keys", "/etc/ssh-keys", true),
+        mount("inventory", "/etc/paperclip-shell", true),
+    ];
+    if shell.read_only_root_filesystem {
+        mounts.extend(SHELL_SCRATCH.map(|(name, path)| mount(name, path, false)));
+    }
+    mounts
 }
 
 /// The sidecar's plain variables: the profile's, and where the CA bundle is when there is one.
@@ -454,6 +474,13 @@ fn deployment(profile: &Profile) -> Deployment {
             shell_config_checksum(shell),
         );
         volumes.push(claim_volume("shell-home", SHELL_HOME_PVC));
+        if shell.read_only_root_filesystem {
+            volumes.extend(SHELL_SCRATCH.map(|(name, _)| Volume {
+                name: name.into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Default::default()
+            }));
+        }
         volumes.push(Volume {
             name: "ssh-keys".into(),
             secret: Some(SecretVolumeSource {
@@ -654,6 +681,49 @@ mod tests {
         let context = spec.containers[0].security_context.as_ref().unwrap();
         assert_eq!(context.read_only_root_filesystem, None);
         assert!(!spec.volumes.unwrap().iter().any(|v| v.name == TMP_VOLUME));
+    }
+
+    #[test]
+    fn the_shell_root_is_read_only_with_its_scratch_directories_unless_switched_off() {
+        let shell = |spec: &PodSpec| {
+            spec.containers
+                .iter()
+                .find(|c| c.name == SHELL_NAME)
+                .cloned()
+                .unwrap()
+        };
+        let on = deployment(&profile(&[]))
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap();
+        let sidecar = shell(&on);
+        let context = sidecar.security_context.as_ref().unwrap();
+        assert_eq!(context.read_only_root_filesystem, Some(true));
+        let mounts = sidecar.volume_mounts.unwrap();
+        let volumes = on.volumes.unwrap();
+        for (name, path) in SHELL_SCRATCH {
+            assert!(
+                mounts
+                    .iter()
+                    .any(|m| m.name == name && m.mount_path == path && m.read_only != Some(true)),
+                "{path} is writable"
+            );
+            let volume = volumes.iter().find(|v| v.name == name).unwrap();
+            assert!(volume.empty_dir.is_some(), "{name} is an emptyDir");
+        }
+
+        let off = deployment(&profile(&["shell.readOnlyRootFilesystem=false"]));
+        let off = off.spec.unwrap().template.spec.unwrap();
+        let context = shell(&off).security_context.unwrap();
+        assert_eq!(context.read_only_root_filesystem, None);
+        let names: Vec<_> = off.volumes.unwrap().into_iter().map(|v| v.name).collect();
+        assert!(
+            SHELL_SCRATCH
+                .iter()
+                .all(|(name, _)| !names.contains(&name.to_string()))
+        );
     }
 
     #[test]

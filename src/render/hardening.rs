@@ -8,10 +8,10 @@
 //!   Linux capability dropped (the app listens on 3100, the database on 5432 and sshd on 2222:
 //!   none needs one).
 //!
-//! The app container's read-only root (`app.readOnlyRootFilesystem`) is rendered with the app,
-//! which adds the writable `/tmp` it needs. The database and shell containers keep writable
-//! roots: both PostgreSQL images write sockets, configuration and runtime files outside the data
-//! volume, and the shell is where people install and run things.
+//! The app's and the shell sidecar's read-only roots (`app.readOnlyRootFilesystem`,
+//! `shell.readOnlyRootFilesystem`) are rendered with their containers, which add the writable
+//! directories each needs. The database containers keep writable roots: both PostgreSQL images
+//! write sockets, configuration and runtime files outside the data volume.
 
 use k8s_openapi::api::core::v1::{Capabilities, PodSpec, SeccompProfile, SecurityContext};
 
