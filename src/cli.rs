@@ -328,12 +328,22 @@ pub enum BackupCommand {
                       archive's manifest only) and the backups Paperclip writes by itself to \
                       data/backups on the app's volume (read through the running app pod).",
         after_help = "--output json prints one stable document: {\"local\": [...], \"volume\": \
-                      [...]}, with \"volume\" null when no app pod is running."
+                      [...]}, with \"volume\" null when no app pod is running. An encrypted \
+                      archive is described from its manifest with -i/--identity; without it, \
+                      the kinds of recipients it was encrypted to are named."
     )]
-    List,
+    List(ListArgs),
 
     /// Copy one of the app's own backups from its volume to this machine
     Pull(PullArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Read encrypted archives' manifests with this identity file: an age key file or an
+    /// unencrypted SSH private key (e.g. ~/.ssh/id_ed25519)
+    #[arg(short = 'i', long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -417,11 +417,24 @@ impl<R: Read> Read for Cancellable<'_, R> {
     }
 }
 
-/// Reads only the manifest of the archive at `path`: its first entry, so even a large archive
-/// answers at once. Fails for anything else, archives with the manifest last or encrypted
-/// ones included.
-pub fn read_manifest(path: &Path) -> std::result::Result<Manifest, String> {
-    let mut tar = tar::Archive::new(open_stream(path, &[])?);
+/// Reads only the manifest of the archive at `path` (decrypted with `identities` when it is
+/// encrypted): its first entry, so even a large archive answers at once. Fails for anything
+/// else, archives with the manifest last included; for an encrypted archive without a matching
+/// identity, the reason names the kinds of recipients it was encrypted to.
+pub fn read_manifest(
+    path: &Path,
+    identities: &[Identity],
+) -> std::result::Result<Manifest, String> {
+    if identities.is_empty() && is_encrypted(path) {
+        let recipients = crypt::recipient_kinds(path)?;
+        return Err(format!(
+            "encrypted with age to {} recipient(s): {}; pass -i/--identity with one of their \
+             keys to read it",
+            recipients.len(),
+            recipients.join(", ")
+        ));
+    }
+    let mut tar = tar::Archive::new(open_stream(path, identities)?);
     let mut entries = tar.entries().map_err(|e| e.to_string())?;
     let mut entry = entries
         .next()
@@ -676,7 +689,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let (path, manifest) = archive(dir.path());
-        assert_eq!(read_manifest(&path).unwrap(), manifest);
+        assert_eq!(read_manifest(&path, &[]).unwrap(), manifest);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
@@ -708,7 +721,7 @@ mod tests {
             verify(&older, &dir.path().join("out"), &[]).unwrap(),
             manifest
         );
-        assert!(read_manifest(&older).unwrap_err().contains("older"));
+        assert!(read_manifest(&older, &[]).unwrap_err().contains("older"));
     }
 
     #[test]
@@ -767,7 +780,7 @@ mod tests {
         std::fs::write(&path, b"plain text").unwrap();
         assert!(refusal(&path, dir.path()).contains("neither zstd nor gzip"));
         assert!(
-            read_manifest(&path)
+            read_manifest(&path, &[])
                 .unwrap_err()
                 .contains("neither zstd nor gzip")
         );
@@ -862,7 +875,13 @@ mod tests {
         let out = dir.path().join("out");
         assert_eq!(verify(&path, &out, &identities).unwrap(), manifest);
         assert!(refusal(&path, dir.path()).contains("pass --identity"));
-        assert!(read_manifest(&path).unwrap_err().contains("encrypted"));
+        let unread = read_manifest(&path, &[]).unwrap_err();
+        assert!(
+            unread.contains("encrypted with age to 1 recipient(s): X25519"),
+            "{unread}"
+        );
+        assert!(unread.contains("--identity"), "{unread}");
+        assert_eq!(read_manifest(&path, &identities).unwrap(), manifest);
 
         let mut tampered = bytes.clone();
         let at = tampered.len() - 40;
