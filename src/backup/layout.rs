@@ -196,6 +196,15 @@ pub fn plan(found: &[String], selection: &Selection) -> Plan {
     plan
 }
 
+/// What `backup` and `status` say about a path of the instance directory this version does not
+/// know.
+pub fn unknown_path_warning(path: &str) -> String {
+    format!(
+        "{path} in the instance directory is not known to this version of paperclipctl; \
+         backups include it, but check whether a restore needs it"
+    )
+}
+
 /// Lists the instance directory's entries and those of [`LOOKED_INTO`], one per line, relative
 /// to the instance directory.
 pub const LIST_SCRIPT: &str = r#"cd "${PAPERCLIP_HOME:-/paperclip}/instances/default" || exit 3

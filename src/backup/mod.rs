@@ -223,10 +223,7 @@ async fn instance(
 
     let plan = layout::plan(&found, selection);
     for path in &plan.unknown {
-        ui.note(&format!(
-            "warning: {path} in the instance directory is not known to this version of \
-             paperclipctl; it is backed up, but check whether a restore needs it"
-        ));
+        ui.note(&format!("warning: {}", layout::unknown_path_warning(path)));
     }
     if !plan.included.is_empty() {
         let bar = bytes_bar(ui, "packing the instance files");

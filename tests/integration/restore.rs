@@ -26,7 +26,10 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 
 use crate::backup::{DB_POD, command, dedicated_database, psql, run};
 use crate::harness::Harness;
-use crate::install::{Installed, MASTER_KEY, installed_with_instance, text};
+use crate::harness::apps::Health;
+use crate::install::{
+    Installed, LLM_KEY, MASTER_KEY, install, installed_with_instance, setup, text,
+};
 
 const APP_SELECTOR: &str = "app.kubernetes.io/component=app";
 
@@ -189,7 +192,34 @@ struct Restorable {
 
 impl Restorable {
     async fn new(prefix: &str) -> Restorable {
-        let release = installed_with_instance(prefix).await;
+        Restorable::of(installed_with_instance(prefix).await).await
+    }
+
+    /// A release installed with `extra` arguments (profile values set with `--set`).
+    async fn installed_with(prefix: &str, extra: &[&str]) -> Restorable {
+        let setup = setup(prefix, None).await;
+        let app = Harness::shared()
+            .kwok_app(&setup.namespace, Health::Ok)
+            .await;
+        let mut args = vec!["--timeout", "60s"];
+        args.extend(extra);
+        let run = install(&setup, &args, &[("PAPERCLIP_LITELLM_KEY", LLM_KEY)]).await;
+        assert!(
+            run.status.success(),
+            "install failed:\n{}",
+            text(&run.stderr)
+        );
+        std::fs::write(
+            app.paperclip_home()
+                .join("instances/default")
+                .join(KEY_PART),
+            MASTER_KEY,
+        )
+        .unwrap();
+        Restorable::of(Installed { setup, app, run }).await
+    }
+
+    async fn of(release: Installed) -> Restorable {
         let ns = release.setup.namespace.clone();
         let pods = Api::<Pod>::namespaced(Harness::shared().client().await, &ns);
         dedicated_database(&ns, &ns.replace('-', "_"), &pods).await;
@@ -356,6 +386,10 @@ async fn a_failed_load_keeps_the_instance_key_the_data_and_the_rows_out_of_the_o
     let failed = r.restore(&[&forged, "--yes"]).await;
     let all = format!("{}{}", text(&failed.stdout), text(&failed.stderr));
     assert_eq!(failed.status.code(), Some(5), "{all}");
+    assert!(
+        all.contains("is NOT encrypted: the release's profile names no backup.recipients"),
+        "{all}"
+    );
     assert!(all.contains("psql restore failed"), "{all}");
     assert!(
         !all.contains("s3cret-row-value"),
@@ -694,4 +728,43 @@ async fn the_archives_files_replace_the_live_ones_only_after_the_load_committed(
     );
     assert_eq!(restore_leftovers(&instance), Vec::<PathBuf>::new());
     assert_eq!(r.replicas().await, 1);
+}
+
+#[tokio::test]
+async fn the_safety_backup_is_encrypted_to_the_profiles_backup_recipients() {
+    let key = age::x25519::Identity::generate();
+    let recipients = format!("backup.recipients=[{}]", key.to_public());
+    let r = Restorable::installed_with("restore-sealed-safety", &["--set", &recipients]).await;
+    let restored = r.restore(&[r.archive.to_str().unwrap(), "--yes"]).await;
+    let stderr = text(&restored.stderr);
+    assert!(restored.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("encrypted to the profile's backup.recipients"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("NOT encrypted"), "{stderr}");
+    let safety: Vec<PathBuf> = std::fs::read_dir(r.backups.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_str().unwrap().contains("-pre-restore"))
+        .collect();
+    assert_eq!(safety.len(), 1, "{safety:?}");
+    assert!(
+        archive::is_encrypted(&safety[0]),
+        "the safety backup is sealed"
+    );
+    let bytes = std::fs::read(&safety[0]).unwrap();
+    assert!(
+        !bytes.windows(MASTER_KEY.len()).any(|w| w == MASTER_KEY),
+        "the master key is not in clear"
+    );
+    use age::secrecy::ExposeSecret;
+    let identity = r.backups.path().join("identity.txt");
+    std::fs::write(&identity, key.to_string().expose_secret()).unwrap();
+    let identities = paperclipctl::backup::crypt::identities(&identity).unwrap();
+    let (_, parts) = paperclipctl::backup::open(&safety[0], &identities).unwrap();
+    assert_eq!(
+        std::fs::read(parts.path().join(KEY_PART)).unwrap(),
+        MASTER_KEY
+    );
 }
