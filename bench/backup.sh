@@ -6,8 +6,9 @@
 # peak RSS, then whether the peak RSS stayed flat as the database grew. At the largest size it
 # then times `restore` of that archive against a raw `kubectl exec -i … psql < dump`, and a
 # backup of a tree of many small files under data/storage (TREE_MB, 1024 by default, 16 KiB
-# files; the table emptied first) against a raw `kubectl exec … tar -cf - data/storage > file`. Asserts nothing (times
-# depend on the machine). Run by hand:
+# files; the table emptied first) against a raw `kubectl exec … tar -cf - data/storage > file`.
+# It ends with the machine's CPUs and load average before and after the runs. Asserts nothing
+# (times depend on the machine and what else runs on it). Run by hand:
 #
 #   bench/backup.sh                   # release build (cargo build --release), the default
 #   SIZE_GB=2 bench/backup.sh         # grow up to 2 GB
