@@ -6,8 +6,9 @@
 # peak RSS, then whether the peak RSS stayed flat as the database grew. At the largest size it
 # then times `restore` of that archive against a raw `kubectl exec -i … psql < dump`, and a
 # backup of a tree of many small files under data/storage (TREE_MB, 1024 by default, 16 KiB
-# files; the table emptied first) against a raw `kubectl exec … tar -cf - data/storage > file`. Asserts nothing (times
-# depend on the machine). Run by hand:
+# files; the table emptied first) against a raw `kubectl exec … tar -cf - data/storage > file`.
+# It ends with the machine's CPUs and load average before and after the runs. Asserts nothing
+# (times depend on the machine and what else runs on it). Run by hand:
 #
 #   bench/backup.sh                   # release build (cargo build --release), the default
 #   SIZE_GB=2 bench/backup.sh         # grow up to 2 GB
@@ -104,28 +105,38 @@ grow_to() { # BYTES
   done
 }
 
+# measure NAME ARGS...: runs `paperclipctl ARGS` against the run's release under GNU time, its
+# output in $work/NAME.out and .err, and sets took (wall seconds) and rss_kib (peak RSS); stops
+# the bench with paperclipctl's stderr when it fails.
+measure() {
+  local name=$1 start
+  shift
+  start=$(now)
+  CI=true NO_COLOR=1 /usr/bin/time -f %M -o "$work/rss" \
+    "$bin" "$@" --profile frank --namespace "$ns" --kubeconfig "$KUBECONFIG" \
+    >"$work/$name.out" 2>"$work/$name.err" || {
+    echo "paperclipctl $name failed:" >&2
+    cat "$work/$name.err" >&2
+    exit 1
+  }
+  took=$(elapsed "$start" "$(now)")
+  rss_kib=$(tail -n 1 "$work/rss")
+}
+
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 targets=$(awk -v top="$size_gb" 'BEGIN {
   for (s = 0.25; s < top; s *= 2) printf "%.0f ", s * 1e9
   printf "%.0f\n", top * 1e9 }')
 results=()
+archive=$work/backup.tar.zst
 for target in $targets; do
   grow_to "$target"
   pg -c "VACUUM ANALYZE paperclipctl_bench_rows"
   db_bytes=$(pg -c "SELECT pg_database_size(current_database())")
 
-  archive=$work/backup.tar.zst
-  start=$(now)
-  CI=true NO_COLOR=1 /usr/bin/time -f %M -o "$work/rss" \
-    "$bin" backup -f "$archive" --profile frank --namespace "$ns" --kubeconfig "$KUBECONFIG" \
-    >"$work/backup.out" 2>"$work/backup.err" || {
-    echo "paperclipctl backup failed:" >&2
-    cat "$work/backup.err" >&2
-    exit 1
-  }
-  backup_time=$(elapsed "$start" "$(now)")
-  rss_kib=$(tail -n 1 "$work/rss")
-  archive_bytes=$(stat -c %s "$archive")
   rm -f "$archive"
+  measure backup backup -f "$archive"
+  archive_bytes=$(stat -c %s "$archive")
 
   start=$(now)
   kubectl exec -n "$ns" "$db_pod" -c postgresql -- \
@@ -133,23 +144,14 @@ for target in $targets; do
   raw_time=$(elapsed "$start" "$(now)")
   dump_bytes=$(stat -c %s "$work/raw.sql")
 
-  results+=("$db_bytes $backup_time $raw_time $rss_kib $dump_bytes $archive_bytes")
+  results+=("$db_bytes $took $raw_time $rss_kib $dump_bytes $archive_bytes")
   echo "measured at $((db_bytes / 1000000)) MB" >&2
 done
 
 # --- restore of the largest archive against a raw psql load of the same dump --------------------
-CI=true NO_COLOR=1 "$bin" backup -f "$archive" --profile frank --namespace "$ns" \
-  --kubeconfig "$KUBECONFIG" >/dev/null 2>"$work/backup.err"
-start=$(now)
-CI=true NO_COLOR=1 /usr/bin/time -f %M -o "$work/rss" \
-  "$bin" restore "$archive" --yes --no-safety-backup --profile frank --namespace "$ns" \
-  --kubeconfig "$KUBECONFIG" >"$work/restore.out" 2>"$work/restore.err" || {
-  echo "paperclipctl restore failed:" >&2
-  cat "$work/restore.err" >&2
-  exit 1
-}
-restore_time=$(elapsed "$start" "$(now)")
-restore_rss=$(tail -n 1 "$work/rss")
+measure restore restore "$archive" --yes --no-safety-backup
+restore_time=$took
+restore_rss=$rss_kib
 rm -f "$archive"
 pg -c "DROP SCHEMA public CASCADE" -c "CREATE SCHEMA public"
 start=$(now)
@@ -176,16 +178,9 @@ chown -R 1000:1000 "$home"
 tree_bytes=$(du -sb "$storage" | cut -f1)
 app_pod=$(kubectl get pods -n "$ns" -l app.kubernetes.io/component=app \
   -o jsonpath='{.items[0].metadata.name}')
-start=$(now)
-CI=true NO_COLOR=1 /usr/bin/time -f %M -o "$work/rss" \
-  "$bin" backup -f "$archive" --profile frank --namespace "$ns" --kubeconfig "$KUBECONFIG" \
-  >"$work/backup.out" 2>"$work/backup.err" || {
-  echo "paperclipctl backup with the tree failed:" >&2
-  cat "$work/backup.err" >&2
-  exit 1
-}
-tree_backup_time=$(elapsed "$start" "$(now)")
-tree_rss=$(tail -n 1 "$work/rss")
+measure tree backup -f "$archive"
+tree_backup_time=$took
+tree_rss=$rss_kib
 tree_archive=$(stat -c %s "$archive")
 rm -f "$archive"
 start=$(now)
@@ -194,8 +189,11 @@ kubectl exec -n "$ns" "$app_pod" -c paperclip -- \
   >"$work/raw.tar"
 raw_tree_time=$(elapsed "$start" "$(now)")
 rm -f "$work/raw.tar"
+rm -rf "$storage"
 
 echo "namespace: $ns, database: $database (both deleted on exit)"
+echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)); \
+load average before the runs $load_before, after $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%9s %10s %8s %9s %14s %7s %9s %10s\n' \
   "DB MB" "DUMP MB" "ARCHIVE" "backup s" "backup DB MB/s" "raw s" "ratio" "peak RSS"
 for r in "${results[@]}"; do

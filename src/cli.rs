@@ -244,12 +244,13 @@ pub enum Command {
                       archive, or a dump holding psql meta-commands such as \\!, is refused and \
                       nothing changes), name the cluster and namespace it will replace and ask \
                       (or take --yes), take the release lock, write a safety backup of what is \
-                      there now, put the master key and config on the app's volume keeping the \
-                      current ones beside them, scale the app to 0, replace the database's \
-                      contents with the dump in one transaction, check every table's row count \
-                      against the manifest, and scale the app back up and wait until it is \
-                      available. When a step fails the app is scaled back up and the kept key \
-                      and config are put back.",
+                      there now, stage the archive's keys, .env, config and instance trees on the \
+                      app's volume beside the live ones, scale the app to 0, replace the \
+                      database's contents with the dump in one transaction, check every table's \
+                      row count against the manifest, scale the app back up, and only then \
+                      rename the staged files over the live ones and restart the app. When a \
+                      step before that fails, the app is scaled back up with its live files \
+                      untouched and the staged ones are deleted.",
         after_help = "A backup of another namespace is refused unless --other-namespace says the \
                       move is meant. Without a terminal, a restore needs --yes.\n\
                       Exit codes: 0 restored, 2 the archive was refused or no confirmation \
@@ -327,12 +328,22 @@ pub enum BackupCommand {
                       archive's manifest only) and the backups Paperclip writes by itself to \
                       data/backups on the app's volume (read through the running app pod).",
         after_help = "--output json prints one stable document: {\"local\": [...], \"volume\": \
-                      [...]}, with \"volume\" null when no app pod is running."
+                      [...]}, with \"volume\" null when no app pod is running. An encrypted \
+                      archive is described from its manifest with -i/--identity; without it, \
+                      the kinds of recipients it was encrypted to are named."
     )]
-    List,
+    List(ListArgs),
 
     /// Copy one of the app's own backups from its volume to this machine
     Pull(PullArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Read encrypted archives' manifests with this identity file: an age key file or an
+    /// unencrypted SSH private key (e.g. ~/.ssh/id_ed25519)
+    #[arg(short = 'i', long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -201,6 +201,9 @@ pub async fn read(client: &kube::Client, namespace: &str) -> Result<Report> {
         },
     };
     let (problems, mut warnings) = judge(&objects, &pod_states, &volumes, &health);
+    if let Some(pod) = running {
+        warnings.extend(unknown_instance_paths(&pods, pod).await);
+    }
     let shell = match running {
         Some(pod) => crate::shell::last_reconcile(&pods, pod).await,
         None => None,
@@ -473,6 +476,27 @@ async fn usage(pods: &Api<Pod>, pod: &Pod, container: &str, script: &str) -> Vol
         Err(e) => usage.error = Some(e),
     }
     usage
+}
+
+/// A warning for each path of the instance directory that backups do not know (classed as
+/// `backup` classes them); none when the listing cannot be read.
+async fn unknown_instance_paths(pods: &Api<Pod>, pod: &Pod) -> Vec<String> {
+    use crate::backup::layout;
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let listed = tokio::time::timeout(
+        EXEC_TIMEOUT,
+        exec(pods, &name, meta::APP_NAME, layout::LIST_SCRIPT),
+    )
+    .await;
+    let Ok(Ok(listing)) = listed else {
+        return Vec::new();
+    };
+    let found: Vec<String> = listing.lines().map(str::to_string).collect();
+    layout::plan(&found, &layout::Selection::default())
+        .unknown
+        .iter()
+        .map(|path| layout::unknown_path_warning(path))
+        .collect()
 }
 
 /// Finds the `@paperclipai/server` package the app container runs (from the arguments of its

@@ -19,6 +19,8 @@ use std::io::{BufReader, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
 
 use flate2::read::GzDecoder;
 use serde::{Deserialize, Serialize};
@@ -147,43 +149,117 @@ impl HashingFile {
     }
 }
 
-/// A large part as it streams in: hashed as it is, and written compressed (one zstd frame) to
+/// A large part as it streams in: hashed, and written compressed (one zstd frame) to
 /// `<dir>/<name>.zst`, where [`write`] copies it from.
+///
+/// The side reading the stream only copies each chunk into one of a few fixed-size buffers; a
+/// thread of its own hashes and compresses the full ones with a single-threaded encoder. So the
+/// exec stream is read on without waiting for the compressor (until every buffer is in flight),
+/// memory stays bounded by the buffers and one encoder's window, and hashing and compression
+/// run alongside the dump on another core.
 pub struct CompressedPart {
-    encoder: zstd::Encoder<'static, File>,
-    hasher: Sha256,
-    size: u64,
+    /// Full buffers to the writer thread; `None` once finished.
+    filled: Option<SyncSender<Vec<u8>>>,
+    /// Buffers the writer thread is done with.
+    free: Receiver<Vec<u8>>,
+    current: Vec<u8>,
+    writer: Option<JoinHandle<std::io::Result<Part>>>,
 }
+
+/// The size of each buffer between the stream and the writer thread.
+const PART_BUFFER: usize = 256 * 1024;
+/// How many such buffers exist: what the stream can run ahead of the compressor.
+const PART_BUFFERS: usize = 8;
 
 impl CompressedPart {
     pub fn create(dir: &Path, name: &str) -> Result<Self> {
         let file = super::scratch::create(&dir.join(format!("{name}{COMPRESSED}")))?;
-        let mut encoder = zstd::Encoder::new(file, ZSTD_LEVEL).map_err(Error::Output)?;
-        // Workers compress while the next chunks arrive; two keep up with what exec streams.
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(2) as u32);
-        encoder.multithread(workers).map_err(Error::Output)?;
-        Ok(CompressedPart {
-            encoder,
-            hasher: Sha256::new(),
-            size: 0,
-        })
-    }
-
-    pub fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
-        self.hasher.update(chunk);
-        self.size += chunk.len() as u64;
-        self.encoder.write_all(chunk)
-    }
-
-    pub fn finish(self) -> Result<Part> {
-        self.encoder
-            .finish()
-            .and_then(|mut f| f.flush())
+        let encoder = zstd::Encoder::new(file, ZSTD_LEVEL).map_err(Error::Output)?;
+        let (filled, to_write) = sync_channel::<Vec<u8>>(PART_BUFFERS);
+        let (done, free) = sync_channel::<Vec<u8>>(PART_BUFFERS);
+        for _ in 1..PART_BUFFERS {
+            done.send(Vec::with_capacity(PART_BUFFER))
+                .expect("the channel holds every buffer");
+        }
+        let writer = std::thread::Builder::new()
+            .name(format!("compress {name}"))
+            .spawn(move || {
+                let mut encoder = encoder;
+                let mut hasher = Sha256::new();
+                let mut size = 0u64;
+                for mut buffer in to_write {
+                    hasher.update(&buffer);
+                    size += buffer.len() as u64;
+                    encoder.write_all(&buffer)?;
+                    buffer.clear();
+                    // The reading side may be gone (it failed): the buffer is dropped then.
+                    let _ = done.send(buffer);
+                }
+                encoder.finish()?.flush()?;
+                Ok(Part {
+                    size,
+                    sha256: hex(&hasher.finalize()),
+                })
+            })
             .map_err(Error::Output)?;
-        Ok(Part {
-            size: self.size,
-            sha256: hex(&self.hasher.finalize()),
+        Ok(CompressedPart {
+            filled: Some(filled),
+            free,
+            current: Vec::with_capacity(PART_BUFFER),
+            writer: Some(writer),
         })
+    }
+
+    pub fn write(&mut self, mut chunk: &[u8]) -> std::io::Result<()> {
+        while !chunk.is_empty() {
+            let n = chunk.len().min(PART_BUFFER - self.current.len());
+            self.current.extend_from_slice(&chunk[..n]);
+            chunk = &chunk[n..];
+            if self.current.len() == PART_BUFFER {
+                let next = match self.free.recv() {
+                    Ok(next) => next,
+                    Err(_) => return Err(self.writer_failed()),
+                };
+                let full = std::mem::replace(&mut self.current, next);
+                if self.send(full).is_err() {
+                    return Err(self.writer_failed());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> Result<Part> {
+        let last = std::mem::take(&mut self.current);
+        if !last.is_empty() && self.send(last).is_err() {
+            return Err(Error::Output(self.writer_failed()));
+        }
+        self.filled = None;
+        self.join().map_err(Error::Output)
+    }
+
+    fn send(&self, buffer: Vec<u8>) -> std::result::Result<(), ()> {
+        let filled = self.filled.as_ref().ok_or(())?;
+        filled.send(buffer).map_err(drop)
+    }
+
+    /// The writer thread's error, once it stopped taking buffers.
+    fn writer_failed(&mut self) -> std::io::Error {
+        self.filled = None;
+        match self.join() {
+            Err(e) => e,
+            Ok(_) => std::io::Error::other("the compressing thread stopped early"),
+        }
+    }
+
+    fn join(&mut self) -> std::io::Result<Part> {
+        let writer = self
+            .writer
+            .take()
+            .ok_or_else(|| std::io::Error::other("the compressing thread is gone"))?;
+        writer
+            .join()
+            .map_err(|_| std::io::Error::other("the compressing thread panicked"))?
     }
 }
 
@@ -341,11 +417,24 @@ impl<R: Read> Read for Cancellable<'_, R> {
     }
 }
 
-/// Reads only the manifest of the archive at `path`: its first entry, so even a large archive
-/// answers at once. Fails for anything else, archives with the manifest last or encrypted
-/// ones included.
-pub fn read_manifest(path: &Path) -> std::result::Result<Manifest, String> {
-    let mut tar = tar::Archive::new(open_stream(path, &[])?);
+/// Reads only the manifest of the archive at `path` (decrypted with `identities` when it is
+/// encrypted): its first entry, so even a large archive answers at once. Fails for anything
+/// else, archives with the manifest last included; for an encrypted archive without a matching
+/// identity, the reason names the kinds of recipients it was encrypted to.
+pub fn read_manifest(
+    path: &Path,
+    identities: &[Identity],
+) -> std::result::Result<Manifest, String> {
+    if identities.is_empty() && is_encrypted(path) {
+        let recipients = crypt::recipient_kinds(path)?;
+        return Err(format!(
+            "encrypted with age to {} recipient(s): {}; pass -i/--identity with one of their \
+             keys to read it",
+            recipients.len(),
+            recipients.join(", ")
+        ));
+    }
+    let mut tar = tar::Archive::new(open_stream(path, identities)?);
     let mut entries = tar.entries().map_err(|e| e.to_string())?;
     let mut entry = entries
         .next()
@@ -551,6 +640,23 @@ mod tests {
         (path, manifest)
     }
 
+    /// Chunks of odd sizes, many buffers' worth: every byte arrives once, in order, and the
+    /// digest is the input's.
+    #[test]
+    fn a_streamed_part_is_compressed_and_hashed_whole_across_its_buffers() {
+        let dir = tempfile::tempdir().unwrap();
+        let input: Vec<u8> = (0..(PART_BUFFERS * PART_BUFFER * 3 + 12_345) as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        let mut part = CompressedPart::create(dir.path(), DUMP).unwrap();
+        for chunk in input.chunks(65_537) {
+            part.write(chunk).unwrap();
+        }
+        assert_eq!(part.finish().unwrap(), digest(&input));
+        let frame = File::open(dir.path().join(format!("{DUMP}{COMPRESSED}"))).unwrap();
+        assert!(zstd::decode_all(frame).unwrap() == input);
+    }
+
     fn refusal(path: &Path, dir: &Path) -> String {
         let e = verify(path, &dir.join("out"), &[]).unwrap_err();
         assert_eq!(e.exit_code(), crate::error::exit::INVALID_INPUT);
@@ -583,7 +689,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let (path, manifest) = archive(dir.path());
-        assert_eq!(read_manifest(&path).unwrap(), manifest);
+        assert_eq!(read_manifest(&path, &[]).unwrap(), manifest);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
@@ -615,7 +721,7 @@ mod tests {
             verify(&older, &dir.path().join("out"), &[]).unwrap(),
             manifest
         );
-        assert!(read_manifest(&older).unwrap_err().contains("older"));
+        assert!(read_manifest(&older, &[]).unwrap_err().contains("older"));
     }
 
     #[test]
@@ -674,7 +780,7 @@ mod tests {
         std::fs::write(&path, b"plain text").unwrap();
         assert!(refusal(&path, dir.path()).contains("neither zstd nor gzip"));
         assert!(
-            read_manifest(&path)
+            read_manifest(&path, &[])
                 .unwrap_err()
                 .contains("neither zstd nor gzip")
         );
@@ -769,7 +875,13 @@ mod tests {
         let out = dir.path().join("out");
         assert_eq!(verify(&path, &out, &identities).unwrap(), manifest);
         assert!(refusal(&path, dir.path()).contains("pass --identity"));
-        assert!(read_manifest(&path).unwrap_err().contains("encrypted"));
+        let unread = read_manifest(&path, &[]).unwrap_err();
+        assert!(
+            unread.contains("encrypted with age to 1 recipient(s): X25519"),
+            "{unread}"
+        );
+        assert!(unread.contains("--identity"), "{unread}");
+        assert_eq!(read_manifest(&path, &identities).unwrap(), manifest);
 
         let mut tampered = bytes.clone();
         let at = tampered.len() - 40;

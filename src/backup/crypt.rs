@@ -63,6 +63,11 @@ pub fn recipients(values: &[String]) -> Result<Vec<Recipient>> {
     Ok(out)
 }
 
+/// Whether `text` is one recipient (not a file of them).
+pub fn is_recipient(text: &str) -> bool {
+    parse(text).is_some()
+}
+
 fn parse(text: &str) -> Option<Recipient> {
     if let Ok(r) = age::x25519::Recipient::from_str(text) {
         return Some(Box::new(r));
@@ -127,6 +132,38 @@ pub fn decrypt<R: BufRead>(
         .map_err(|e| format!("it cannot be decrypted with the given identity ({e})"))
 }
 
+/// The kinds of recipients the age file at `path` was encrypted to, as its header names them
+/// (`X25519`, `ssh-ed25519`, `ssh-rsa`, `scrypt`), an SSH recipient with the tag age derives from
+/// its public key; the stanzas age adds for no recipient (`…-grease`) are left out. The header
+/// is age's own text format: a version line, one `-> kind args…`
+/// line opening each recipient's stanza, and a `---` line ending it; the `age` crate reads it
+/// only to decrypt, so it is read here.
+pub fn recipient_kinds(path: &Path) -> std::result::Result<Vec<String>, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open it: {e}"))?;
+    let mut kinds = Vec::new();
+    // The header is small; a file without its end within this many lines is not age's.
+    for line in std::io::BufReader::new(file).split(b'\n').take(4096) {
+        let line = line.map_err(|e| format!("cannot read it: {e}"))?;
+        if line.starts_with(b"---") {
+            return Ok(kinds);
+        }
+        let Some(stanza) = line.strip_prefix(b"-> ") else {
+            continue;
+        };
+        let mut args = std::str::from_utf8(stanza).unwrap_or_default().split(' ');
+        let kind = args.next().unwrap_or_default();
+        // age adds a stanza of random kind `…-grease` that no recipient reads.
+        if kind.ends_with("-grease") {
+            continue;
+        }
+        kinds.push(match (kind, args.next()) {
+            ("ssh-ed25519" | "ssh-rsa", Some(tag)) => format!("{kind} (key tag {tag})"),
+            _ => kind.to_string(),
+        });
+    }
+    Err("its age header is damaged".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +217,26 @@ mod tests {
         let refused = decrypt(sealed.as_slice(), &identities(&other).unwrap());
         assert!(refused.is_err());
         assert!(decrypt(sealed.as_slice(), &[]).is_err());
+    }
+
+    #[test]
+    fn the_recipients_kinds_are_read_from_the_header() {
+        let key = age::x25519::Identity::generate();
+        let recipients =
+            recipients(&[key.to_public().to_string(), SSH_ED25519_PUB.into()]).unwrap();
+        let mut writer = encrypt(&recipients, Vec::new()).unwrap();
+        writer.write_all(b"secret").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sealed.age");
+        std::fs::write(&path, writer.finish().unwrap()).unwrap();
+        let kinds = recipient_kinds(&path).unwrap();
+        assert_eq!(kinds.len(), 2, "{kinds:?}");
+        assert!(kinds.contains(&"X25519".to_string()), "{kinds:?}");
+        assert!(
+            kinds.iter().any(|k| k.starts_with("ssh-ed25519 (key tag ")),
+            "{kinds:?}"
+        );
+        std::fs::write(&path, b"age-encryption.org/v1\n-> X25519 abc\n").unwrap();
+        assert!(recipient_kinds(&path).unwrap_err().contains("damaged"));
     }
 }

@@ -103,12 +103,9 @@ pub const KNOWN: &[(&str, Class, &str)] = &[
 /// Directories whose children are classed one by one.
 const LOOKED_INTO: [&str; 2] = ["data", "secrets"];
 
-/// Suffixes of the files a restore keeps beside the ones it replaces, for the time it runs.
-const RESTORE_LEFTOVERS: [&str; 3] = [
-    ".paperclipctl-old",
-    ".paperclipctl-none",
-    ".paperclipctl-new",
-];
+/// Suffixes of what a restore stages beside the paths it replaces, and keeps of the replaced
+/// ones, for the time it runs.
+const RESTORE_LEFTOVERS: [&str; 2] = [".paperclipctl-old", ".paperclipctl-restoring"];
 
 /// The user's choice on top of [`KNOWN`]: paths to include or exclude, as named there.
 #[derive(Debug, Clone, Default)]
@@ -197,6 +194,15 @@ pub fn plan(found: &[String], selection: &Selection) -> Plan {
         plan.excluded.extend(out);
     }
     plan
+}
+
+/// What `backup` and `status` say about a path of the instance directory this version does not
+/// know.
+pub fn unknown_path_warning(path: &str) -> String {
+    format!(
+        "{path} in the instance directory is not known to this version of paperclipctl; \
+         backups include it, but check whether a restore needs it"
+    )
 }
 
 /// Lists the instance directory's entries and those of [`LOOKED_INTO`], one per line, relative

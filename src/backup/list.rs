@@ -6,6 +6,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use super::archive::{self, Manifest};
+use super::crypt::Identity;
 use super::local;
 use crate::error::{Error, Result};
 
@@ -27,8 +28,9 @@ pub struct LocalArchive {
 
 /// The archives in [`local::local_dir`] that belong to `namespace`, newest first: those whose
 /// manifest names it, and files whose manifest cannot be read unless their name says they
-/// belong to another namespace. Only each file's first entry is read.
-pub fn local_archives(namespace: &str) -> Result<Vec<LocalArchive>> {
+/// belong to another namespace. Only each file's first entry is read, decrypted with
+/// `identities` when the file is encrypted.
+pub fn local_archives(namespace: &str, identities: &[Identity]) -> Result<Vec<LocalArchive>> {
     let dir = local::local_dir()?;
     let entries = std::fs::read_dir(&dir).map_err(Error::Output)?;
     let mut archives = Vec::new();
@@ -40,7 +42,7 @@ pub fn local_archives(namespace: &str) -> Result<Vec<LocalArchive>> {
             continue;
         }
         let path = entry.path();
-        let (manifest, unreadable) = match archive::read_manifest(&path) {
+        let (manifest, unreadable) = match archive::read_manifest(&path, identities) {
             Ok(m) if m.namespace != namespace => continue,
             Ok(m) => (Some(m), None),
             Err(_) if local::names_other_namespace(&name, namespace) => continue,

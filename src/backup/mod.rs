@@ -83,16 +83,37 @@ pub struct Options {
     pub recipients: Arc<Vec<crypt::Recipient>>,
 }
 
-/// Writes a backup of the release in `namespace` to `path` (created owner-only) with the
-/// default selection, unencrypted; see [`new_archive_path`] for a path in the local backups
-/// directory.
+/// Writes a safety backup of the release in `namespace` to `path` (created owner-only) with the
+/// default selection, encrypted to the `backup.recipients` of the profile the release last
+/// applied; without any it is written unencrypted and a note says so. See [`new_archive_path`]
+/// for a path in the local backups directory.
 pub async fn backup(
     client: &kube::Client,
     namespace: &str,
     path: &Path,
     ui: &Ui,
 ) -> Result<Written> {
-    backup_with(client, namespace, path, &Options::default(), ui).await
+    let applied = crate::release::history(client, namespace)
+        .await?
+        .pop()
+        .and_then(|r| r.applied);
+    let named: Vec<String> = applied
+        .iter()
+        .flat_map(|p| &p.backup.recipients)
+        .map(|r| r.to_string())
+        .collect();
+    if named.is_empty() {
+        ui.note(&format!(
+            "note: the safety backup {} is NOT encrypted: the release's profile names no \
+             backup.recipients; it holds the instance's keys and the database password",
+            path.display()
+        ));
+    }
+    let options = Options {
+        recipients: Arc::new(crypt::recipients(&named)?),
+        ..Options::default()
+    };
+    backup_with(client, namespace, path, &options, ui).await
 }
 
 /// Writes a backup as [`backup`] does, with `options`.
@@ -201,10 +222,7 @@ async fn instance(
 
     let plan = layout::plan(&found, selection);
     for path in &plan.unknown {
-        ui.note(&format!(
-            "warning: {path} in the instance directory is not known to this version of \
-             paperclipctl; it is backed up, but check whether a restore needs it"
-        ));
+        ui.note(&format!("warning: {}", layout::unknown_path_warning(path)));
     }
     if !plan.included.is_empty() {
         let bar = bytes_bar(ui, "packing the instance files");

@@ -1,14 +1,21 @@
 //! Putting a verified archive back into a running release. The order keeps every failure
-//! recoverable: the archive's keys, `.env` and config go onto the volume with the current ones
-//! kept beside them (`*.paperclipctl-old`), its other instance files are unpacked over the
-//! instance directory (added or replaced, never removed), the app stops, the dump loads in one transaction that
-//! only commits once all of it arrived, and the app comes back whatever happened. When the load
-//! fails the kept key and config are put back and the app restarts with them, so the old
-//! database is never left with a key that cannot read its secrets.
+//! recoverable and the instance's live files untouched until the database is replaced: the
+//! archive's keys, `.env`, config and instance trees are first staged on the app's volume beside
+//! the live ones (`<path>.paperclipctl-restoring`, same directory, so the swap is a rename on
+//! one filesystem), the app stops, the dump loads in one transaction that only commits once all
+//! of it arrived, and the app comes back whatever happened. Only after the load committed are the
+//! staged paths renamed over the live ones (each live one kept as `<path>.paperclipctl-old` until
+//! the app is back) and the app restarted to read them. A failed or interrupted load leaves the
+//! live files as they were — the old database keeps the key that reads its secrets — and the
+//! staged ones are deleted.
 //!
-//! The files can only be written through a running app container, which is why they are put in
-//! place before the app stops rather than after the load: after a failed load the app runs
-//! briefly with the archive's key until the kept one is back and the pods restarted.
+//! A restored tree is the archive's tree: files under it that the archive does not hold are gone
+//! with the live tree (kept as `*.paperclipctl-old` until the app is back, and in the safety
+//! backup). Paths the archive does not include are left as they are.
+//!
+//! The volume can only be written through a running app container, so the swap waits for the
+//! first app container that takes an exec once the app is scaled back up: that container starts
+//! with the files it had before, and is restarted once they are swapped.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -44,58 +51,76 @@ const EMPTY_SQL: &str = "DO $do$ DECLARE s text; BEGIN FOR s IN SELECT nspname F
 /// What follows the dump on the load's stdin; psql prints the marker only once the commit is done.
 const COMMITTED: &str = "paperclipctl-restore-committed";
 
-/// Writes `$2` bytes of stdin to an instance file, owner-only, in place only once all of it
-/// arrived; the current file is kept beside it as `*.paperclipctl-old` (or `*.paperclipctl-none`
-/// says there was none).
-const PUT_SCRIPT: &str = r#"f="${PAPERCLIP_HOME:-/paperclip}/instances/default/$1"
-mkdir -p "$(dirname "$f")" && umask 077 && rm -f "$f.paperclipctl-old" "$f.paperclipctl-none" &&
-head -c "$2" >"$f.paperclipctl-new" && [ "$(wc -c <"$f.paperclipctl-new")" -eq "$2" ] &&
-if [ -e "$f" ]; then cp -p "$f" "$f.paperclipctl-old"; else : >"$f.paperclipctl-none"; fi &&
-mv "$f.paperclipctl-new" "$f""#;
+/// Stages `$2` bytes of stdin as the instance file `$1`'s replacement, owner-only, beside it;
+/// fails unless all of it arrived.
+const STAGE_SCRIPT: &str = r#"f="${PAPERCLIP_HOME:-/paperclip}/instances/default/$1.paperclipctl-restoring"
+mkdir -p "$(dirname "$f")" && umask 077 && rm -rf "$f" &&
+head -c "$2" >"$f" && [ "$(wc -c <"$f")" -eq "$2" ]"#;
 
-/// Unpacks `$1` bytes of stdin, a tar checked when the archive was opened, into the instance
-/// directory; GNU tar also refuses members that would land outside it.
-const UNPACK_SCRIPT: &str = r#"cd "${PAPERCLIP_HOME:-/paperclip}/instances/default" || exit 3
+/// Unpacks `$1` bytes of stdin, a tar checked when the archive was opened, into a staging
+/// directory of the instance directory, then moves each of the trees `$2…` it holds beside its
+/// live one as `<tree>.paperclipctl-restoring`. GNU tar also refuses members that would land
+/// outside the staging directory.
+const STAGE_TREES_SCRIPT: &str = r#"cd "${PAPERCLIP_HOME:-/paperclip}/instances/default" || exit 3
 command -v tar >/dev/null || { echo "the app image has no tar" >&2; exit 4; }
-umask 077 && head -c "$1" | tar -xpf - --no-same-owner --no-overwrite-dir"#;
+umask 077 && size=$1 && shift && s=.paperclipctl-restoring && rm -rf "$s" && mkdir "$s" &&
+head -c "$size" | tar -xpf - -C "$s" --no-same-owner || exit 5
+for t; do
+  [ -e "$s/$t" ] || [ -L "$s/$t" ] || continue
+  rm -rf "$t.paperclipctl-restoring" && mkdir -p "$(dirname "$t")" &&
+  mv "$s/$t" "$t.paperclipctl-restoring" || exit 5
+done
+rm -rf "$s""#;
 
-/// The instance files of `manifest` that travel as parts of their own, in the order they are
-/// put back.
-fn instance_parts(manifest: &Manifest) -> Vec<&'static str> {
-    INSTANCE_PARTS
+/// Swaps every staged path `$1…` in: a live file or tree is kept as `*.paperclipctl-old` (a
+/// hard link for a file, so the rename over it is atomic), then the staged one takes its name.
+/// A path already swapped by an earlier attempt is left alone, so the script can run again.
+const SWAP_SCRIPT: &str = r#"cd "${PAPERCLIP_HOME:-/paperclip}/instances/default" || exit 3
+for f; do
+  n="$f.paperclipctl-restoring"
+  [ -e "$n" ] || [ -L "$n" ] || continue
+  rm -rf "$f.paperclipctl-old" || exit 5
+  if [ -d "$f" ] && [ ! -L "$f" ]; then mv "$f" "$f.paperclipctl-old" || exit 5
+  elif [ -e "$f" ] || [ -L "$f" ]; then ln "$f" "$f.paperclipctl-old" 2>/dev/null || cp -p "$f" "$f.paperclipctl-old" || exit 5
+  fi
+  mv -f "$n" "$f" || exit 5
+done"#;
+
+/// Deletes what a restore staged for the paths `$1…` (and the staging directory).
+const DROP_STAGED_SCRIPT: &str = r#"cd "${PAPERCLIP_HOME:-/paperclip}/instances/default" || exit 3
+rm -rf .paperclipctl-restoring
+for f; do rm -rf "$f.paperclipctl-restoring"; done"#;
+
+/// Drops the live paths kept by the swap once the restored app is back (the safety backup holds
+/// them).
+const DROP_KEPT_SCRIPT: &str = r#"cd "${PAPERCLIP_HOME:-/paperclip}/instances/default" || exit 3
+for f; do rm -rf "$f.paperclipctl-old"; done"#;
+
+/// The paths of the instance directory a restore of `manifest` replaces: the files that travel
+/// as parts of their own, then the trees of the instance files' tar.
+fn restored_paths(manifest: &Manifest) -> Vec<String> {
+    let parts = INSTANCE_PARTS
         .into_iter()
         .filter(|p| manifest.parts.contains_key(*p))
-        .collect()
+        .map(str::to_string);
+    let trees = if manifest.parts.contains_key(FILES) {
+        manifest.files.included.clone()
+    } else {
+        Vec::new()
+    };
+    parts.chain(trees).collect()
 }
-
-/// Puts the kept file back (or removes the new one when there was none before); does nothing
-/// for a file that was never replaced.
-const PUT_BACK_SCRIPT: &str = r#"f="${PAPERCLIP_HOME:-/paperclip}/instances/default/$1"
-rm -f "$f.paperclipctl-new"
-if [ -e "$f.paperclipctl-old" ]; then mv "$f.paperclipctl-old" "$f"
-elif [ -e "$f.paperclipctl-none" ]; then rm -f "$f" "$f.paperclipctl-none"; fi"#;
-
-/// Drops what was kept once the restore succeeded (the safety backup holds it).
-const DROP_KEPT_SCRIPT: &str = r#"f="${PAPERCLIP_HOME:-/paperclip}/instances/default/$1"
-rm -f "$f.paperclipctl-old" "$f.paperclipctl-none""#;
 
 /// The steps of a restore, in order, for `--dry-run` and for people reading along.
 pub fn steps(manifest: &Manifest, namespace: &str) -> Vec<String> {
+    let paths = restored_paths(manifest);
     vec![
         format!(
             "write a safety backup of what {namespace} holds now to the local backups directory"
         ),
         format!(
-            "put {} in the app's volume, keeping the current ones beside them{}",
-            instance_parts(manifest).join(", "),
-            if manifest.parts.contains_key(FILES) {
-                format!(
-                    ", and unpack the instance files ({}) over the instance directory",
-                    manifest.files.included.join(", ")
-                )
-            } else {
-                String::new()
-            }
+            "stage the archive's {} on the app's volume beside the live ones, which stay as they are",
+            paths.join(", ")
         ),
         format!(
             "scale Deployment/{} in {namespace} to 0 and wait until its pods are gone",
@@ -115,9 +140,13 @@ pub fn steps(manifest: &Manifest, namespace: &str) -> Vec<String> {
             manifest.tables.len()
         ),
         format!(
-            "scale Deployment/{} back up (also when a step fails; then with the kept key and config)",
+            "scale Deployment/{} back up (also when a step fails; then the staged files are \
+             deleted and the live ones were never touched)",
             meta::APP_NAME
         ),
+        "once the load committed: rename the staged files and trees over the live ones (a \
+         restored tree holds exactly the archive's files) and restart the app to read them"
+            .to_string(),
     ]
 }
 
@@ -142,65 +171,31 @@ pub async fn restore(target: &Target<'_>, manifest: &Manifest, dir: &Path, ui: &
     if manifest.upstream_dump {
         superuser_at_hand(&database(&pods, namespace), namespace).await?;
     }
-    let app_pod = release_app_pod(client, namespace, "put the instance files back into").await?;
+    let paths = restored_paths(manifest);
+    let args: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let app_pod = release_app_pod(client, namespace, "stage the instance files in").await?;
     let container = app_container(&pods, namespace, app_pod);
-    // The parts this run began to replace: only those are put back (an older run's leftovers
-    // beside the others are not this run's to move).
-    let mut begun = Vec::new();
-    let parts = instance_parts(manifest);
-    let put = signal::or_interrupted(async {
-        crate::cluster::lock::ensure_held().await?;
-        for part in parts.iter().copied() {
-            begun.push(part);
-            let bytes = std::fs::read(dir.join(part)).map_err(Error::Output)?;
-            container
-                .run(
-                    &format!("writing {part}"),
-                    PUT_SCRIPT,
-                    &[part, &bytes.len().to_string()],
-                    Input::Bytes(&bytes),
-                    &ProgressBar::hidden(),
-                    &mut |_| Ok(()),
-                )
-                .await?;
+    let staged = signal::or_interrupted(stage(&container, manifest, dir, ui)).await;
+    if let Err(cause) = staged {
+        if paths.is_empty() {
+            return Err(cause);
         }
-        if let Some(files) = manifest.parts.get(FILES) {
-            let bar = bytes_bar(ui, "unpacking the instance files");
-            let unpacked = container
-                .run(
-                    "unpacking the instance files",
-                    UNPACK_SCRIPT,
-                    &[&files.size.to_string()],
-                    Input::File {
-                        path: &dir.join(FILES),
-                        then: b"",
-                    },
-                    &bar,
-                    &mut |_| Ok(()),
-                )
-                .await;
-            bar.finish_and_clear();
-            unpacked?;
-        }
-        Ok(())
-    })
-    .await;
-    if let Err(cause) = put {
-        // The app still runs with the key it read when it started: the files go back, no restart.
-        return Err(match put_back_files(&container, &begun).await {
-            Ok(()) => cause,
-            Err(e) => left_kept(namespace, &cause, &e),
-        });
+        // The app still runs; only what this run staged goes.
+        return Err(
+            match container
+                .output("deleting the staged files", DROP_STAGED_SCRIPT, &args)
+                .await
+            {
+                Ok(_) => cause,
+                Err(e) => staged_left(&cause, &e),
+            },
+        );
     }
     let progress = target.progress;
-    progress(Event::Note(&format!(
-        "{} put in place (the current ones kept beside them)",
-        parts.join(", ")
-    )));
-    if manifest.parts.contains_key(FILES) {
+    if !paths.is_empty() {
         progress(Event::Note(&format!(
-            "instance files unpacked ({})",
-            manifest.files.included.join(", ")
+            "{} staged beside the live ones",
+            paths.join(", ")
         )));
     }
     if manifest.master_key_from_env {
@@ -223,38 +218,60 @@ pub async fn restore(target: &Target<'_>, manifest: &Manifest, dir: &Path, ui: &
         Ok(()) => signal::or_interrupted(stop_and_load(target, manifest, dir, ui)).await,
         Err(e) => Err(e),
     };
-    // The app comes back whatever happened: a failed load rolled back, leaving the old data.
+    // The app comes back whatever happened: a failed load rolled back, leaving the old data,
+    // which the live files still match.
     let back = scale(&deployments, namespace, replicas).await;
     let tables = match loaded {
         Ok(tables) => tables,
-        Err(e) => {
+        Err(cause) => {
             back?;
-            return Err(put_back(target, &pods, &parts, e).await);
+            if paths.is_empty() {
+                return Err(cause);
+            }
+            let dropped = on_first_app(
+                target,
+                "deleting the staged files",
+                DROP_STAGED_SCRIPT,
+                &args,
+            )
+            .await;
+            return Err(match dropped {
+                Ok(()) => cause,
+                Err(e) => staged_left(&cause, &e),
+            });
         }
     };
     back?;
     progress(Event::Note("database restored"));
 
-    signal::or_interrupted(available(target)).await?;
-    progress(Event::Note(&format!(
-        "Deployment/{} available",
-        meta::APP_NAME
-    )));
-    let tidied = async {
-        let pod = release_app_pod(client, namespace, "tidy up").await?;
-        let container = app_container(&pods, namespace, pod);
-        for part in parts.iter().copied() {
-            container
-                .output("removing the kept files", DROP_KEPT_SCRIPT, &[part])
-                .await?;
-        }
-        Ok::<(), Error>(())
-    };
-    if let Err(e) = tidied.await {
-        progress(Event::Warning(&format!(
-            "the key and config kept beside the restored ones (*.paperclipctl-old) are still on \
-             the app's volume: {e}"
+    if paths.is_empty() {
+        signal::or_interrupted(available(target)).await?;
+        progress(Event::Note(&format!(
+            "Deployment/{} available",
+            meta::APP_NAME
         )));
+    } else {
+        let swapped = async {
+            on_first_app(target, "swapping the restored files in", SWAP_SCRIPT, &args).await?;
+            // The app started with the files it had: restart it with the archive's.
+            restart(&pods, namespace).await?;
+            available(target).await
+        };
+        signal::or_interrupted(swapped)
+            .await
+            .map_err(|e| not_swapped(namespace, &e))?;
+        progress(Event::Note(&format!(
+            "{} swapped in; Deployment/{} available",
+            paths.join(", "),
+            meta::APP_NAME
+        )));
+        let kept = on_first_app(target, "removing the kept files", DROP_KEPT_SCRIPT, &args);
+        if let Err(e) = kept.await {
+            progress(Event::Warning(&format!(
+                "the files replaced by the restore are still on the app's volume as \
+                 *.paperclipctl-old: {e}"
+            )));
+        }
     }
 
     // Paperclip's own dumps record no row counts.
@@ -272,6 +289,86 @@ pub async fn restore(target: &Target<'_>, manifest: &Manifest, dir: &Path, ui: &
             ),
             "the dump did not load as it was taken; compare with `psql` in the database pod",
         ));
+    }
+    Ok(())
+}
+
+/// Stages the archive's instance files and trees beside the live ones.
+async fn stage(
+    container: &super::exec::Container<'_>,
+    manifest: &Manifest,
+    dir: &Path,
+    ui: &Ui,
+) -> Result<()> {
+    crate::cluster::lock::ensure_held().await?;
+    for part in INSTANCE_PARTS
+        .into_iter()
+        .filter(|p| manifest.parts.contains_key(*p))
+    {
+        let bytes = std::fs::read(dir.join(part)).map_err(Error::Output)?;
+        container
+            .run(
+                &format!("staging {part}"),
+                STAGE_SCRIPT,
+                &[part, &bytes.len().to_string()],
+                Input::Bytes(&bytes),
+                &ProgressBar::hidden(),
+                &mut |_| Ok(()),
+            )
+            .await?;
+    }
+    let Some(files) = manifest.parts.get(FILES) else {
+        return Ok(());
+    };
+    let size = files.size.to_string();
+    let mut args = vec![size.as_str()];
+    args.extend(manifest.files.included.iter().map(String::as_str));
+    let bar = bytes_bar(ui, "staging the instance files");
+    let unpacked = container
+        .run(
+            "staging the instance files",
+            STAGE_TREES_SCRIPT,
+            &args,
+            Input::File {
+                path: &dir.join(FILES),
+                then: b"",
+            },
+            &bar,
+            &mut |_| Ok(()),
+        )
+        .await;
+    bar.finish_and_clear();
+    unpacked
+}
+
+/// Runs `script` with `args` in the first running app container of the release that takes it,
+/// trying again until the app's timeout: the app was just scaled up, and its container may not
+/// be running (or exec not yet served) for a while.
+async fn on_first_app(target: &Target<'_>, what: &str, script: &str, args: &[&str]) -> Result<()> {
+    let pods = Api::<Pod>::namespaced(target.client.clone(), target.namespace);
+    let deadline = tokio::time::Instant::now() + target.timeout;
+    loop {
+        let tried = async {
+            let pod = release_app_pod(target.client, target.namespace, what).await?;
+            app_container(&pods, target.namespace, pod)
+                .output(what, script, args)
+                .await
+        };
+        match tried.await {
+            Ok(_) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+/// Deletes the app's pods, so their replacements start with what is on the volume now.
+async fn restart(pods: &Api<Pod>, namespace: &str) -> Result<()> {
+    for pod in crate::onboarding::app_pods(pods, namespace).await? {
+        let name = pod.metadata.name.unwrap_or_default();
+        pods.delete(&name, &DeleteParams::default())
+            .await
+            .map_err(|e| api_error(e, "delete", "pods", Some(namespace)))?;
     }
     Ok(())
 }
@@ -386,52 +483,27 @@ fn without_values(stderr: &str) -> String {
     }
 }
 
-/// After a failed restore: the kept key and config back in place and the app restarted with
-/// them. Returns the error to report, `cause` when all went back.
-async fn put_back(target: &Target<'_>, pods: &Api<Pod>, parts: &[&str], cause: Error) -> Error {
-    let namespace = target.namespace;
-    let back = async {
-        available(target).await?;
-        let pod = release_app_pod(target.client, namespace, "put the kept files back into").await?;
-        put_back_files(&app_container(pods, namespace, pod), parts).await?;
-        // The app read the archive's key when it started: restart it with the kept one.
-        for pod in crate::onboarding::app_pods(pods, namespace).await? {
-            let name = pod.metadata.name.unwrap_or_default();
-            pods.delete(&name, &DeleteParams::default())
-                .await
-                .map_err(|e| api_error(e, "delete", "pods", Some(namespace)))?;
-        }
-        available(target).await
-    };
-    match back.await {
-        Ok(()) => {
-            (target.progress)(Event::Note(&format!(
-                "{} put back as they were; the app restarted with them",
-                parts.join(", ")
-            )));
-            cause
-        }
-        Err(e) => left_kept(namespace, &cause, &e),
-    }
-}
-
-async fn put_back_files(container: &super::exec::Container<'_>, parts: &[&str]) -> Result<()> {
-    for part in parts {
-        container
-            .output("putting the kept file back", PUT_BACK_SCRIPT, &[part])
-            .await?;
-    }
-    Ok(())
-}
-
-/// The error when the kept files could not be put back: where they are.
-fn left_kept(namespace: &str, cause: &Error, e: &Error) -> Error {
+/// The error when the staged files could not be deleted after `cause`: they are inert (no
+/// app reads them) and the next restore replaces them.
+fn staged_left(cause: &Error, e: &Error) -> Error {
     Error::not_healthy(
-        format!("{cause}; then putting the kept key and config back failed: {e}"),
+        format!("{cause}; then deleting the staged files failed: {e}"),
+        "the live files were never touched; the staged ones (*.paperclipctl-restoring on the \
+         app's volume) are read by nothing, and the next restore replaces them",
+    )
+}
+
+/// The error when the database was restored but the files could not be swapped in: where
+/// everything is, and how to finish.
+fn not_swapped(namespace: &str, e: &Error) -> Error {
+    Error::not_healthy(
+        format!("the database was restored, but swapping the archive's files in failed: {e}"),
         format!(
-            "the instance's key and config are kept as *.paperclipctl-old beside them on the \
-             app's volume (and in the safety backup): move them back, then restart the app \
-             (kubectl rollout restart -n {namespace} deployment/{})",
+            "on the app's volume each restored path is either swapped in already or still \
+             staged beside the live one as <path>.paperclipctl-restoring (the replaced one kept \
+             as <path>.paperclipctl-old): rename the staged ones over the live ones, then restart \
+             the app (kubectl rollout restart -n {namespace} deployment/{}); the database needs \
+             the archive's master key",
             meta::APP_NAME
         ),
     )

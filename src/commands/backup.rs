@@ -5,14 +5,14 @@ use std::path::PathBuf;
 
 use super::session::Session;
 use crate::backup::{self, LocalArchive, VolumeBackup};
-use crate::cli::{BackupArgs, BackupCommand, Global, Output, PullArgs};
+use crate::cli::{BackupArgs, BackupCommand, Global, ListArgs, Output, PullArgs};
 use crate::error::{Error, Result};
 use crate::ui::{Ui, human_bytes};
 
 pub fn run(global: &Global, args: &BackupArgs, ui: &Ui) -> Result<()> {
     match &args.command {
         None => create(global, args, ui),
-        Some(BackupCommand::List) => list(global, ui),
+        Some(BackupCommand::List(list_args)) => list(global, list_args, ui),
         Some(BackupCommand::Pull(pull)) => pull_one(global, pull, ui),
     }
 }
@@ -88,10 +88,14 @@ fn create(global: &Global, args: &BackupArgs, ui: &Ui) -> Result<()> {
 const TREES_HELP: &str = "see README's \"What a backup holds\" for the trees of the instance \
                           directory and which are in by default";
 
-fn list(global: &Global, ui: &Ui) -> Result<()> {
+fn list(global: &Global, args: &ListArgs, ui: &Ui) -> Result<()> {
     let namespace = super::namespace(global)?;
+    let identities = match &args.identity {
+        Some(file) => backup::crypt::identities(file)?,
+        None => Vec::new(),
+    };
     let dir = backup::local_dir()?;
-    let local = backup::local_archives(&namespace)?;
+    let local = backup::local_archives(&namespace, &identities)?;
     let volume = super::block_on(async {
         let session = Session::for_reading(global, namespace.clone(), ui).await?;
         backup::volume_backups(session.client(), &namespace).await

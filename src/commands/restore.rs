@@ -102,9 +102,14 @@ pub fn run(global: &Global, args: &RestoreArgs, ui: &Ui) -> Result<()> {
                         ),
                     })?;
                 ui.note(&format!(
-                    "✓ safety backup of what is there now: {} ({} bytes)",
+                    "✓ safety backup of what is there now: {} ({} bytes, {})",
                     safety.display(),
-                    written.bytes
+                    written.bytes,
+                    if written.encrypted {
+                        "encrypted to the profile's backup.recipients"
+                    } else {
+                        "not encrypted"
+                    }
                 ));
             }
             let target = Target {

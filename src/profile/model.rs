@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::types::{
-    DnsLabel, DnsSubdomain, EnvName, GoDuration, HttpUrl, ImageRef, IpAddress, PortRange, Quantity,
-    RegistryHost,
+    BackupRecipient, DnsLabel, DnsSubdomain, EnvName, GoDuration, HttpUrl, ImageRef, IpAddress,
+    PortRange, Quantity, RegistryHost,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -33,6 +33,23 @@ pub struct Profile {
     pub secrets: Secrets,
     #[serde(default)]
     pub network_policy: NetworkPolicy,
+    #[serde(default, skip_serializing_if = "Backup::is_empty")]
+    pub backup: Backup,
+}
+
+/// The backups paperclipctl takes by itself: the safety backups before a restore or an upgrade.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Backup {
+    /// age recipients the safety backups are encrypted to (age1… keys, ssh-ed25519 or ssh-rsa
+    /// public keys); none writes them unencrypted, and says so.
+    pub recipients: Vec<BackupRecipient>,
+}
+
+impl Backup {
+    fn is_empty(&self) -> bool {
+        self.recipients.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -237,6 +237,28 @@ impl FromStr for RegistryHost {
     }
 }
 
+/// An age recipient for backups: an age key (`age1…`) or an ssh-ed25519/ssh-rsa public key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupRecipient(String);
+text_newtype!(
+    BackupRecipient,
+    "an age recipient (age1…) or an ssh-ed25519/ssh-rsa public key"
+);
+
+impl FromStr for BackupRecipient {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if crate::backup::crypt::is_recipient(s) {
+            Ok(BackupRecipient(s.to_string()))
+        } else {
+            Err(format!(
+                "{s:?} is not an age recipient (age1…) or an ssh-ed25519/ssh-rsa public key"
+            ))
+        }
+    }
+}
+
 /// A DNS-1123 label: namespace names and the like (lower-case alphanumerics and '-', ≤ 63).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DnsLabel(String);

@@ -381,6 +381,13 @@ const CASES: &[Case] = &[
         "paperclip-shell-pull is the name of the shell's image pull secret",
         None,
     ),
+    case(
+        "name: x\nbackup:\n  recipients:\n    - age1qqq\n",
+        "backup.recipients[0]",
+        Some(4),
+        "\"age1qqq\" is not an age recipient (age1…) or an ssh-ed25519/ssh-rsa public key",
+        None,
+    ),
 ];
 
 fn error_for(yaml: &str) -> ProfileError {

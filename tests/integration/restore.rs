@@ -26,7 +26,10 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 
 use crate::backup::{DB_POD, command, dedicated_database, psql, run};
 use crate::harness::Harness;
-use crate::install::{Installed, MASTER_KEY, installed_with_instance, text};
+use crate::harness::apps::Health;
+use crate::install::{
+    Installed, LLM_KEY, MASTER_KEY, install, installed_with_instance, setup, text,
+};
 
 const APP_SELECTOR: &str = "app.kubernetes.io/component=app";
 
@@ -189,7 +192,34 @@ struct Restorable {
 
 impl Restorable {
     async fn new(prefix: &str) -> Restorable {
-        let release = installed_with_instance(prefix).await;
+        Restorable::of(installed_with_instance(prefix).await).await
+    }
+
+    /// A release installed with `extra` arguments (profile values set with `--set`).
+    async fn installed_with(prefix: &str, extra: &[&str]) -> Restorable {
+        let setup = setup(prefix, None).await;
+        let app = Harness::shared()
+            .kwok_app(&setup.namespace, Health::Ok)
+            .await;
+        let mut args = vec!["--timeout", "60s"];
+        args.extend(extra);
+        let run = install(&setup, &args, &[("PAPERCLIP_LITELLM_KEY", LLM_KEY)]).await;
+        assert!(
+            run.status.success(),
+            "install failed:\n{}",
+            text(&run.stderr)
+        );
+        std::fs::write(
+            app.paperclip_home()
+                .join("instances/default")
+                .join(KEY_PART),
+            MASTER_KEY,
+        )
+        .unwrap();
+        Restorable::of(Installed { setup, app, run }).await
+    }
+
+    async fn of(release: Installed) -> Restorable {
         let ns = release.setup.namespace.clone();
         let pods = Api::<Pod>::namespaced(Harness::shared().client().await, &ns);
         dedicated_database(&ns, &ns.replace('-', "_"), &pods).await;
@@ -356,6 +386,10 @@ async fn a_failed_load_keeps_the_instance_key_the_data_and_the_rows_out_of_the_o
     let failed = r.restore(&[&forged, "--yes"]).await;
     let all = format!("{}{}", text(&failed.stdout), text(&failed.stderr));
     assert_eq!(failed.status.code(), Some(5), "{all}");
+    assert!(
+        all.contains("is NOT encrypted: the release's profile names no backup.recipients"),
+        "{all}"
+    );
     assert!(all.contains("psql restore failed"), "{all}");
     assert!(
         !all.contains("s3cret-row-value"),
@@ -427,7 +461,7 @@ async fn a_restore_that_lost_its_lock_stops_before_the_load_and_leaves_the_new_h
         }
         seen.clone()
     };
-    read_until("put in place").await;
+    read_until("staged beside the live ones").await;
     // The app pod is on its way out; another run takes the lock over meanwhile.
     until(30, "the app pod never started terminating", || async {
         pods.get(&app)
@@ -475,7 +509,7 @@ async fn a_restore_that_lost_its_lock_stops_before_the_load_and_leaves_the_new_h
         "200",
         "nothing was loaded after the lock was lost"
     );
-    assert_eq!(r.key(), MASTER_KEY, "the key was put back");
+    assert_eq!(r.key(), MASTER_KEY, "the live key was never touched");
     assert_eq!(r.replicas().await, 1, "the app is scaled back up");
     let lease = leases.get("paperclipctl-lock").await.unwrap();
     assert_eq!(
@@ -586,4 +620,151 @@ async fn backup_never_reads_from_a_pod_that_only_copies_the_apps_labels() {
         "{stderr}"
     );
     assert!(!archive.exists(), "nothing was read from the planted pod");
+}
+
+/// Paths under the instance directory that a restore stages or keeps beside the live ones.
+fn restore_leftovers(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".paperclipctl-restoring") || name.ends_with(".paperclipctl-old") {
+            found.push(path.clone());
+        }
+        if path.is_dir() && !path.is_symlink() {
+            found.extend(restore_leftovers(&path));
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn the_archives_files_replace_the_live_ones_only_after_the_load_committed() {
+    let r = Restorable::new("restore-swap").await;
+    let instance = r.release.app.paperclip_home().join("instances/default");
+    // An upload in the archive, then one added after the backup.
+    let storage = instance.join("data/storage");
+    std::fs::create_dir_all(&storage).unwrap();
+    std::fs::write(storage.join("kept.txt"), b"in the archive").unwrap();
+    for path in [
+        instance.join("data"),
+        storage.clone(),
+        storage.join("kept.txt"),
+    ] {
+        std::os::unix::fs::chown(&path, Some(1000), Some(1000)).unwrap();
+    }
+    let taken = run(r.ns(), &["backup", "-f", r.archive.to_str().unwrap()]).await;
+    assert!(taken.status.success(), "{}", text(&taken.stderr));
+    std::fs::write(storage.join("added.txt"), b"after the backup").unwrap();
+    std::os::unix::fs::chown(storage.join("added.txt"), Some(1000), Some(1000)).unwrap();
+    let env = std::fs::read(instance.join(".env")).unwrap();
+    let archive_key = b"the-archive-key\n";
+
+    // A load that takes a few seconds, then fails on a row the database refuses.
+    let failing = r.forged(
+        "slow-bad-row.tar.zst",
+        "SELECT pg_sleep(3);\nCOPY public.restore_t (id, note) FROM stdin;\nnot-a-number\tnote\n\\.\n",
+        archive_key,
+    );
+    let child = command(r.ns(), &["restore", &failing, "--yes"])
+        .env("PAPERCLIPCTL_BACKUP_DIR", r.backups.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let staged = instance.join("secrets/master.key.paperclipctl-restoring");
+    until(
+        120,
+        "the archive's key was never staged beside the live one",
+        || async { staged.exists() },
+    )
+    .await;
+    assert_eq!(std::fs::read(&staged).unwrap(), archive_key);
+    until(120, "the app was never stopped for the load", || async {
+        r.replicas().await == 0
+    })
+    .await;
+    assert_eq!(
+        r.key(),
+        MASTER_KEY,
+        "while the dump loads, the live key is the instance's own"
+    );
+    let failed = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
+        .await
+        .expect("the restore ends")
+        .unwrap();
+    let stderr = text(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("psql restore failed"), "{stderr}");
+    assert_eq!(r.key(), MASTER_KEY, "the live key was never touched");
+    assert_eq!(std::fs::read(instance.join(".env")).unwrap(), env);
+    assert!(
+        storage.join("added.txt").exists(),
+        "the live tree was never touched"
+    );
+    assert_eq!(
+        restore_leftovers(&instance),
+        Vec::<PathBuf>::new(),
+        "nothing staged is left"
+    );
+    assert_eq!(r.rows().await, "250", "the load rolled back");
+    assert_eq!(r.replicas().await, 1, "the app is scaled back up");
+
+    // The same archive with a dump that loads: its key and its tree are live afterwards.
+    let loading = r.forged("other-key.tar.zst", "", archive_key);
+    let restored = r.restore(&[&loading, "--yes"]).await;
+    let stderr = text(&restored.stderr);
+    assert!(restored.status.success(), "{stderr}");
+    assert!(stderr.contains("swapped in"), "{stderr}");
+    assert_eq!(r.key(), archive_key, "the archive's key is live");
+    assert_eq!(std::fs::read(instance.join(".env")).unwrap(), env);
+    assert_eq!(
+        std::fs::read(storage.join("kept.txt")).unwrap(),
+        b"in the archive"
+    );
+    assert!(
+        !storage.join("added.txt").exists(),
+        "the restored tree holds the archive's files only"
+    );
+    assert_eq!(restore_leftovers(&instance), Vec::<PathBuf>::new());
+    assert_eq!(r.replicas().await, 1);
+}
+
+#[tokio::test]
+async fn the_safety_backup_is_encrypted_to_the_profiles_backup_recipients() {
+    let key = age::x25519::Identity::generate();
+    let recipients = format!("backup.recipients=[{}]", key.to_public());
+    let r = Restorable::installed_with("restore-sealed-safety", &["--set", &recipients]).await;
+    let restored = r.restore(&[r.archive.to_str().unwrap(), "--yes"]).await;
+    let stderr = text(&restored.stderr);
+    assert!(restored.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("encrypted to the profile's backup.recipients"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("NOT encrypted"), "{stderr}");
+    let safety: Vec<PathBuf> = std::fs::read_dir(r.backups.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_str().unwrap().contains("-pre-restore"))
+        .collect();
+    assert_eq!(safety.len(), 1, "{safety:?}");
+    assert!(
+        archive::is_encrypted(&safety[0]),
+        "the safety backup is sealed"
+    );
+    let bytes = std::fs::read(&safety[0]).unwrap();
+    assert!(
+        !bytes.windows(MASTER_KEY.len()).any(|w| w == MASTER_KEY),
+        "the master key is not in clear"
+    );
+    use age::secrecy::ExposeSecret;
+    let identity = r.backups.path().join("identity.txt");
+    std::fs::write(&identity, key.to_string().expose_secret()).unwrap();
+    let identities = paperclipctl::backup::crypt::identities(&identity).unwrap();
+    let (_, parts) = paperclipctl::backup::open(&safety[0], &identities).unwrap();
+    assert_eq!(
+        std::fs::read(parts.path().join(KEY_PART)).unwrap(),
+        MASTER_KEY
+    );
 }

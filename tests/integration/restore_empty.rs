@@ -5,49 +5,27 @@
 
 use std::path::Path;
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
 use serde_json::json;
 
-use crate::harness::Harness;
 use crate::harness::real::{self, RealNode};
 use crate::install::{setup, text};
 use crate::journey::{ADMIN, App, assert_data_intact, create_data, ok, paperclipctl, profile_file};
 
 /// sha256 of the instance files that must come back unchanged, read in the app container.
 async fn instance_digests(namespace: &str) -> String {
-    let pods = Api::<Pod>::namespaced(Harness::shared().client().await, namespace);
-    let pod = pods
-        .list(&ListParams::default().labels("app.kubernetes.io/component=app"))
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .find(|p| p.metadata.deletion_timestamp.is_none())
-        .and_then(|p| p.metadata.name)
-        .unwrap();
-    let run = tokio::process::Command::from(Harness::shared().kubectl())
-        .args([
-            "exec",
-            "-n",
-            namespace,
-            &pod,
-            "-c",
-            "paperclip",
-            "--",
+    let run = real::exec_app(
+        namespace,
+        &[
             "sh",
             "-c",
-        ])
-        .arg(
             "cd \"${PAPERCLIP_HOME:-/paperclip}/instances/default\" && \
              sha256sum secrets/master.key .env && \
              { [ ! -e secrets/decision-signing.key ] || sha256sum secrets/decision-signing.key; }",
-        )
-        .output()
-        .await
-        .unwrap();
-    assert!(run.status.success(), "{}", text(&run.stderr));
-    text(&run.stdout)
+        ],
+    )
+    .await;
+    assert!(run.success, "{}", run.stderr);
+    run.stdout
 }
 
 pub(crate) async fn install_and_sign_up(profile: &Path, namespace: &str) -> App {

@@ -190,7 +190,8 @@ async fn status_reports_a_healthy_install_and_fails_when_broken() {
 
 /// Runs on KWOK's nodes with the app stand-in: the volume's usage is what `df` in the app
 /// container says, and only the stand-in's exec can put a `df` of the test's own first on its
-/// PATH (the real node's volumes are directories of this machine's disk, never 90% full).
+/// PATH (the real node's volumes are directories of this machine's disk, never 90% full). A
+/// path of the instance directory that backups do not know is a warning too.
 #[tokio::test]
 async fn status_warns_on_a_full_volume() {
     let h = Harness::shared();
@@ -231,6 +232,19 @@ async fn status_warns_on_a_full_volume() {
     assert!(
         warned.contains("instances/default/data/backups hold 7"),
         "{warned}"
+    );
+    assert!(!warned.contains("not known"), "{warned}");
+
+    // A directory a newer Paperclip might add is named, as `backup` names it.
+    std::fs::create_dir(app_home.join("instances/default/brand-new")).unwrap();
+    let out = run("status", ns, &[]).await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains(
+            "brand-new in the instance directory is not known to this version of paperclipctl"
+        ),
+        "{stdout}"
     );
 }
 

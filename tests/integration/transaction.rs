@@ -309,11 +309,11 @@ async fn a_restores_dry_run_names_exactly_the_steps_its_run_then_takes() {
             .copied()
             .unwrap_or_else(|| panic!("no step says {words:?}:\n{listed}"))
     };
-    let put = step("in the app's volume");
-    let named: BTreeSet<String> = put
-        .strip_prefix("put ")
-        .and_then(|rest| rest.split_once(" in the app's volume"))
-        .unwrap_or_else(|| panic!("which parts? {put}"))
+    let staged = step("on the app's volume beside the live ones");
+    let named: BTreeSet<String> = staged
+        .strip_prefix("stage the archive's ")
+        .and_then(|rest| rest.split_once(" on the app's volume"))
+        .unwrap_or_else(|| panic!("which parts? {staged}"))
         .0
         .split(", ")
         .map(str::to_string)
@@ -323,7 +323,8 @@ async fn a_restores_dry_run_names_exactly_the_steps_its_run_then_takes() {
     step("load the dump");
     step("check that the 1 table(s) have the recorded row counts");
     step("scale Deployment/paperclip back up");
-    assert_eq!(steps.len(), 6, "{listed}");
+    step("rename the staged files and trees over the live ones");
+    assert_eq!(steps.len(), 7, "{listed}");
 
     let done = release
         .run(&format!(
