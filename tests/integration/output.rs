@@ -26,6 +26,8 @@ fn redactions(release: &Release) -> insta::Settings {
     );
     settings.add_filter(r"https://127\.0\.0\.1:\d+/?", "[server]");
     settings.add_filter(r"127\.0\.0\.1:\d+", "[registry]");
+    // A fix line is indented to the table's widest columns, which the addresses above size.
+    settings.add_filter(r"(?m)^ +fix: ", "    fix: ");
     settings.add_filter(r"\b(\d{1,3}\.){3}\d{1,3}\b", "[ip]");
     settings.add_filter(r"/tmp/[^\s)]+", "[path]");
     settings.add_filter(r"paperclip-[a-z0-9]+-[a-z0-9]{5}\b", "[pod]");
