@@ -89,6 +89,20 @@ pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result
     }
 }
 
+/// The kinds the API server serves in `group_version` (e.g. `external-secrets.io/v1`), or `None`
+/// when it does not serve that group version at all. A group nobody serves answers with a bare
+/// 404 whose body is no `Status`, which `is_not_found()` does not recognise: the code decides.
+pub async fn served_kinds(
+    client: &kube::Client,
+    group_version: &str,
+) -> kube::Result<Option<Vec<String>>> {
+    match client.list_api_group_resources(group_version).await {
+        Ok(list) => Ok(Some(list.resources.into_iter().map(|r| r.kind).collect())),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Describes a failed API call: a 403 names the verb and resource that RBAC refused.
 pub fn api_error(e: kube::Error, verb: &str, resource: &str, namespace: Option<&str>) -> Error {
     let place = namespace

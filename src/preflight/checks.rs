@@ -440,10 +440,9 @@ impl Run<'_> {
     async fn external_secrets(&self) -> Outcome {
         const GROUP_VERSION: &str = "external-secrets.io/v1";
         let store_kind = format!("{:?}", self.profile.secrets.store.kind);
-        match self.client.list_api_group_resources(GROUP_VERSION).await {
-            Ok(list) => {
-                let served: BTreeSet<&str> =
-                    list.resources.iter().map(|r| r.kind.as_str()).collect();
+        match crate::cluster::served_kinds(self.client, GROUP_VERSION).await {
+            Ok(Some(kinds)) => {
+                let served: BTreeSet<&str> = kinds.iter().map(String::as_str).collect();
                 let missing: Vec<&str> = [store_kind.as_str(), "ExternalSecret"]
                     .into_iter()
                     .filter(|k| !served.contains(k))
@@ -460,7 +459,7 @@ impl Run<'_> {
                     )
                 }
             }
-            Err(kube::Error::Api(status)) if status.is_not_found() => {
+            Ok(None) => {
                 let others = self
                     .client
                     .list_api_groups()

@@ -76,10 +76,8 @@ impl Run<'_> {
 
     /// cert-manager serves its API and has the ClusterIssuer the profile names.
     pub(super) async fn cluster_issuer(&self, issuer: &str) -> Outcome {
-        let served = match self.client.list_api_group_resources(CERT_MANAGER).await {
-            Ok(list) => list.resources.iter().any(|r| r.kind == "ClusterIssuer"),
-            // An API group nobody serves answers a bare 404, not a NotFound Status.
-            Err(kube::Error::Api(status)) if status.code == 404 => false,
+        let served = match crate::cluster::served_kinds(self.client, CERT_MANAGER).await {
+            Ok(kinds) => kinds.is_some_and(|k| k.iter().any(|k| k == "ClusterIssuer")),
             Err(e) => return api_problem("get", &format!("/apis/{CERT_MANAGER}"), &e).into(),
         };
         if !served {

@@ -675,3 +675,19 @@ async fn the_ingress_class_certificate_source_and_network_plugin_are_checked() {
             .contains("key-value-3")
     );
 }
+
+/// An API group nobody serves answers a bare 404, which is not a `NotFound` Status: preflight
+/// must read it as "not installed" (External Secrets, cert-manager), not as a failed request.
+#[tokio::test]
+async fn a_group_the_cluster_does_not_serve_is_absent_not_an_error() {
+    let client = Harness::shared().client().await;
+    let absent = paperclipctl::cluster::served_kinds(&client, "nothing.paperclipctl.test/v1")
+        .await
+        .expect("a group nobody serves is an answer, not an error");
+    assert_eq!(absent, None);
+    let served = paperclipctl::cluster::served_kinds(&client, "external-secrets.io/v1")
+        .await
+        .unwrap()
+        .expect("the harness runs External Secrets");
+    assert!(served.iter().any(|k| k == "ExternalSecret"), "{served:?}");
+}
