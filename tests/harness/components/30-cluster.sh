@@ -172,6 +172,10 @@ componentsPatches:
   extraArgs:
   - key: kubelet-preferred-address-types
     value: InternalIP,Hostname
+  # Tests leave their namespaces (and Services) behind until the next run's cleanup: one run of
+  # the suite takes about 200 addresses, near the default /24's 254.
+  - key: service-cluster-ip-range
+    value: 10.0.0.0/16
 - name: kwok-controller
   extraArgs:
   - key: manage-all-nodes

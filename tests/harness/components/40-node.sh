@@ -10,7 +10,8 @@
 #   10.234.0.1/32 on lo   the node's InternalIP (a kubelet refuses loopback addresses); the API
 #                         server reaches the kubelet there, and CoreDNS listens there
 #   10.235.0.0/24         pods, on the bridge harness0
-#   10.0.0.0/24           Services (the API server's default range); 10.0.0.10 is cluster DNS
+#   10.0.0.0/16           Services (30-cluster.sh widens the API server's default /24); 10.0.0.10
+#                         is cluster DNS
 #
 # Machine-wide, so one harness instance per machine owns the node ($NODE_OWNER names it).
 # Sourced by `up`/`down`, which call node_up and node_down; runs after 35-images (the pause image).
