@@ -56,7 +56,7 @@ pub fn run(global: &Global, args: &ExportArgs, ui: &Ui) -> Result<()> {
     refuse_foreign(&args.dir, args.force)?;
     export::write(&args.dir, &tree).map_err(Error::writing(&args.dir))?;
     ui.print(&format!(
-        "Wrote {} files to {}",
+        "Wrote {} files to {}\n",
         tree.len(),
         args.dir.display()
     ))?;
@@ -100,7 +100,7 @@ fn check(dir: &Path, tree: &export::Tree, ui: &Ui) -> Result<()> {
     let drift = export::compare(tree, &on_disk);
     if drift.is_empty() {
         ui.print(&format!(
-            "{} is what the profile renders now ({} files)",
+            "{} is what the profile renders now ({} files)\n",
             dir.display(),
             tree.len()
         ))?;
