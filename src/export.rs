@@ -317,6 +317,11 @@ pub fn write(dir: &std::path::Path, tree: &Tree) -> std::io::Result<()> {
     let staging = tempfile::Builder::new()
         .prefix(".paperclipctl-export-")
         .tempdir_in(&parent)?;
+    // A temporary directory is private; the tree is meant to be shared like any checkout.
+    std::fs::set_permissions(
+        staging.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
     for (path, contents) in tree {
         let file = staging.path().join(path);
         std::fs::create_dir_all(file.parent().expect("a file in a directory"))?;

@@ -163,6 +163,9 @@ fn export_refuses_a_foreign_directory_without_force_and_replaces_its_own() {
     let again = export("frank", &dir, ARGOCD);
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert!(!dir.join("wave-0/stale.yaml").exists());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&dir).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o755, "{mode:o}");
     let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
