@@ -238,6 +238,9 @@ pub enum Command {
     )]
     Backup(BackupArgs),
 
+    /// Write the release as an Argo CD or Flux tree to commit, or check a committed one
+    Export(crate::commands::export::ExportArgs),
+
     /// Put back an archive written by `backup`: database, master key and config
     #[command(
         long_about = "Check every part of the archive against its manifest (a changed or foreign \

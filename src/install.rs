@@ -273,7 +273,7 @@ pub(crate) async fn values(
     Ok(values)
 }
 
-fn authorized_keys(profile: &Profile) -> String {
+pub(crate) fn authorized_keys(profile: &Profile) -> String {
     let keys = profile
         .shell
         .as_ref()

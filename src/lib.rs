@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod commands;
 pub mod diagnostics;
 pub mod error;
+pub mod export;
 pub mod health;
 pub mod image;
 pub mod install;

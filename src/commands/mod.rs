@@ -6,6 +6,7 @@
 mod backup;
 mod checks;
 mod completions;
+pub mod export;
 mod guided;
 mod history;
 pub mod image;
@@ -45,6 +46,7 @@ pub fn run(cli: &Cli, ui: &Ui) -> Result<()> {
         Command::Ssh(args) => ssh::run(&cli.global, args, ui),
         Command::Backup(args) => backup::run(&cli.global, args, ui),
         Command::Restore(args) => restore::run(&cli.global, args, ui),
+        Command::Export(args) => export::run(&cli.global, args, ui),
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(args),
     }

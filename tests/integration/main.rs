@@ -2,6 +2,7 @@
 
 mod backup;
 mod cli;
+mod export;
 mod guided;
 mod harness;
 mod install;
