@@ -598,24 +598,7 @@ async fn plan_yaml_is_accepted_by_kubectl_server_side_apply() {
         .output()
         .unwrap();
     assert!(plan.status.success(), "{}", text(&plan.stderr));
-    let mut apply = h
-        .kubectl()
-        .args([
-            "apply",
-            "--server-side",
-            "--dry-run=server",
-            "--field-manager=paperclipctl",
-            "-f",
-            "-",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    apply.stdin.take().unwrap().write_all(&plan.stdout).unwrap();
-    let out = apply.wait_with_output().unwrap();
+    let out = h.server_side_dry_run(&plan.stdout);
     assert!(
         out.status.success(),
         "kubectl refused the manifests:\n{}",

@@ -552,7 +552,6 @@ async fn an_api_that_does_not_answer_fails_once_and_skips_the_other_checks() {
 
 #[tokio::test]
 async fn the_ingress_class_certificate_source_and_network_plugin_are_checked() {
-    use k8s_openapi::api::networking::v1::{IngressClass, IngressClassSpec};
     let harness = Harness::shared();
     let images = registry::fixture_images().await;
     let client = harness.client().await;
@@ -602,27 +601,7 @@ async fn the_ingress_class_certificate_source_and_network_plugin_are_checked() {
     assert!(run(&client, &without).await.get("network-policy").is_none());
 
     // With the class, and the certificate in a Secret of the release's namespace.
-    let classes = Api::<IngressClass>::all(client.clone());
-    classes
-        .create(
-            &PostParams::default(),
-            &IngressClass {
-                metadata: ObjectMeta {
-                    name: Some(class.clone()),
-                    labels: Some(BTreeMap::from([(
-                        "paperclipctl-test".to_string(),
-                        "true".to_string(),
-                    )])),
-                    ..Default::default()
-                },
-                spec: Some(IngressClassSpec {
-                    controller: Some("example.com/reach-test".into()),
-                    parameters: None,
-                }),
-            },
-        )
-        .await
-        .unwrap();
+    let classes = crate::harness::ingress_class(&class).await;
     let from_secret = frank(
         &namespace,
         &images,

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use k8s_openapi::api::networking::v1::{IngressClass, IngressClassSpec};
 use kube::api::{Api, LogParams, ObjectMeta, PostParams};
 
 use crate::harness::Harness;
@@ -50,24 +49,7 @@ async fn the_ingress_and_network_policies_are_accepted_by_the_api_server() {
     }
     let plan = plan.output().unwrap();
     assert!(plan.status.success(), "{}", text(&plan.stderr));
-    let mut apply = h
-        .kubectl()
-        .args([
-            "apply",
-            "--server-side",
-            "--dry-run=server",
-            "--field-manager=paperclipctl",
-            "-f",
-            "-",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    apply.stdin.take().unwrap().write_all(&plan.stdout).unwrap();
-    let out = apply.wait_with_output().unwrap();
+    let out = h.server_side_dry_run(&plan.stdout);
     assert!(
         out.status.success(),
         "the API server refused the manifests:\n{}",
@@ -114,27 +96,7 @@ async fn the_ingress_host_reaches_the_real_app_through_its_service_with_a_read_o
     let ns = setup.namespace.as_str();
     // What preflight wants to see: the class, and the certificate's Secret.
     let class = format!("{ns}-class");
-    let classes = Api::<IngressClass>::all(Harness::shared().client().await);
-    classes
-        .create(
-            &PostParams::default(),
-            &IngressClass {
-                metadata: ObjectMeta {
-                    name: Some(class.clone()),
-                    labels: Some(BTreeMap::from([(
-                        "paperclipctl-test".to_string(),
-                        "true".to_string(),
-                    )])),
-                    ..Default::default()
-                },
-                spec: Some(IngressClassSpec {
-                    controller: Some("example.com/reach-test".into()),
-                    parameters: None,
-                }),
-            },
-        )
-        .await
-        .unwrap();
+    let classes = crate::harness::ingress_class(&class).await;
     let certificate = Secret {
         metadata: ObjectMeta {
             name: Some("paperclip-cert".into()),

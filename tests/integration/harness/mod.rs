@@ -106,6 +106,24 @@ impl Harness {
         command.env("KUBECONFIG", self.var("KUBECONFIG"));
         command
     }
+
+    /// What `kubectl apply --server-side --dry-run=server` says of `manifests`, as paperclipctl's
+    /// field manager: the API server's own verdict on rendered objects, with nothing stored.
+    pub fn server_side_dry_run(&self, manifests: &[u8]) -> std::process::Output {
+        use std::io::Write;
+        use std::process::Stdio;
+        let mut apply = self
+            .kubectl()
+            .args(["apply", "--server-side", "--dry-run=server"])
+            .args(["--field-manager=paperclipctl", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        apply.stdin.take().unwrap().write_all(manifests).unwrap();
+        apply.wait_with_output().unwrap()
+    }
 }
 
 fn harness_dir() -> PathBuf {
@@ -153,4 +171,30 @@ pub fn unique_ip() -> String {
     let n = start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % ADDRESSES;
     let (network, host) = (n / 254, 1 + n % 254);
     format!("198.{}.{}.{host}", 18 + network / 256, network % 256)
+}
+
+/// Creates an IngressClass named `name` whose controller nobody runs (preflight only looks for
+/// the class), labelled as a test's; returns the API to delete it with, since a cluster-scoped
+/// object goes with no namespace.
+pub async fn ingress_class(
+    name: &str,
+) -> kube::Api<k8s_openapi::api::networking::v1::IngressClass> {
+    use k8s_openapi::api::networking::v1::{IngressClass, IngressClassSpec};
+    let classes = kube::Api::<IngressClass>::all(Harness::shared().client().await);
+    let class = IngressClass {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            labels: Some([("paperclipctl-test".to_string(), "true".to_string())].into()),
+            ..Default::default()
+        },
+        spec: Some(IngressClassSpec {
+            controller: Some("example.com/reach-test".into()),
+            parameters: None,
+        }),
+    };
+    classes
+        .create(&kube::api::PostParams::default(), &class)
+        .await
+        .unwrap();
+    classes
 }
