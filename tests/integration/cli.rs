@@ -2,13 +2,15 @@
 
 use std::process::Command;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+/// How a run of the binary ended.
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
-fn paperclipctl(args: &[&str]) -> Run {
+/// Runs the binary with `args` and no profile or kubeconfig from the environment.
+pub(crate) fn paperclipctl(args: &[&str]) -> Run {
     let output = Command::new(env!("CARGO_BIN_EXE_paperclipctl"))
         .args(args)
         .env_remove("PAPERCLIPCTL_PROFILE")

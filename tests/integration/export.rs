@@ -3,30 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
+use crate::cli::{Run, paperclipctl};
 use crate::harness::Harness;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn paperclipctl(args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_paperclipctl"))
-        .args(args)
-        .env_remove("PAPERCLIPCTL_PROFILE")
-        .env_remove("KUBECONFIG")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run paperclipctl");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
 
 const ARGOCD: &[&str] = &[
     "--format",

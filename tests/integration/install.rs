@@ -598,25 +598,16 @@ async fn plan_yaml_is_accepted_by_kubectl_server_side_apply() {
         .output()
         .unwrap();
     assert!(plan.status.success(), "{}", text(&plan.stderr));
-    let out = h.server_side_dry_run(&plan.stdout);
-    assert!(
-        out.status.success(),
-        "kubectl refused the manifests:\n{}",
-        text(&out.stderr)
+    h.assert_server_side_applies(
+        &plan.stdout,
+        &[
+            "statefulset.apps/paperclip-db-postgresql",
+            "deployment.apps/paperclip",
+            "clustersecretstore.external-secrets.io/infisical",
+            "externalsecret.external-secrets.io/paperclip-llm-key",
+            "service/paperclip-shell",
+        ],
     );
-    let applied = text(&out.stdout);
-    for object in [
-        "statefulset.apps/paperclip-db-postgresql",
-        "deployment.apps/paperclip",
-        "clustersecretstore.external-secrets.io/infisical",
-        "externalsecret.external-secrets.io/paperclip-llm-key",
-        "service/paperclip-shell",
-    ] {
-        assert!(
-            applied.contains(&format!("{object} serverside-applied")),
-            "{object} missing in:\n{applied}"
-        );
-    }
 }
 
 /// Installs with the app container playing a kubelet failure (see the harness's

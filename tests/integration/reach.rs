@@ -49,23 +49,14 @@ async fn the_ingress_and_network_policies_are_accepted_by_the_api_server() {
     }
     let plan = plan.output().unwrap();
     assert!(plan.status.success(), "{}", text(&plan.stderr));
-    let out = h.server_side_dry_run(&plan.stdout);
-    assert!(
-        out.status.success(),
-        "the API server refused the manifests:\n{}",
-        text(&out.stderr)
+    h.assert_server_side_applies(
+        &plan.stdout,
+        &[
+            "ingress.networking.k8s.io/paperclip",
+            "networkpolicy.networking.k8s.io/paperclip",
+            "networkpolicy.networking.k8s.io/paperclip-db-postgresql",
+        ],
     );
-    let applied = text(&out.stdout);
-    for object in [
-        "ingress.networking.k8s.io/paperclip",
-        "networkpolicy.networking.k8s.io/paperclip",
-        "networkpolicy.networking.k8s.io/paperclip-db-postgresql",
-    ] {
-        assert!(
-            applied.contains(&format!("{object} serverside-applied")),
-            "{object} missing in:\n{applied}"
-        );
-    }
 }
 
 /// A GET of `path` on the app's Service through the API server's service proxy, with `host` as

@@ -107,9 +107,26 @@ impl Harness {
         command
     }
 
-    /// What `kubectl apply --server-side --dry-run=server` says of `manifests`, as paperclipctl's
-    /// field manager: the API server's own verdict on rendered objects, with nothing stored.
-    pub fn server_side_dry_run(&self, manifests: &[u8]) -> std::process::Output {
+    /// Asserts that the API server accepts `manifests` in a server-side dry run (as paperclipctl's
+    /// field manager; nothing is stored) and that it applied each of `objects` (`kind/name` as
+    /// kubectl prints them): the API server's own verdict on rendered objects.
+    pub fn assert_server_side_applies(&self, manifests: &[u8], objects: &[&str]) {
+        let out = self.server_side_dry_run(manifests);
+        assert!(
+            out.status.success(),
+            "the API server refused the manifests:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let applied = String::from_utf8_lossy(&out.stdout);
+        for object in objects {
+            assert!(
+                applied.contains(&format!("{object} serverside-applied")),
+                "{object} missing in:\n{applied}"
+            );
+        }
+    }
+
+    fn server_side_dry_run(&self, manifests: &[u8]) -> std::process::Output {
         use std::io::Write;
         use std::process::Stdio;
         let mut apply = self
